@@ -1,0 +1,1 @@
+"""The testers shipped with SureAliveD: tcp, http, dns, exec, none (no-test) and lua."""

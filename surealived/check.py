@@ -1,0 +1,53 @@
+"""``surealived -t``: validate surealived.cfg, the testers and the XML; report every error at once.
+
+Needs no root, no IPVS and no network.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .errors import ConfigErrors
+from .maincfg import MainConfig, load_maincfg
+from .model import Config
+from .registry import Registry, load_testers
+from .xmlconfig import parse_config
+
+
+@dataclass
+class CheckReport:
+    errors: list[str] = field(default_factory=list)
+    config: Config | None = None
+    maincfg: MainConfig | None = None
+    registry: Registry | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.config is None:
+            return "0 virtuals, 0 reals"
+        testers = Counter(v.tester.proto for v in self.config.virtuals)
+        used = ", ".join(f"{name} x{count}" for name, count in sorted(testers.items()))
+        return (f"{len(self.config.virtuals)} virtuals, {self.config.real_count} reals, "
+                f"testers: {used or 'none'}")
+
+
+def check_files(xml_path: str, maincfg_path: str | None) -> CheckReport:
+    """Validate everything ``surealived`` would load at start."""
+    report = CheckReport()
+    try:
+        report.maincfg = load_maincfg(maincfg_path)
+    except ConfigErrors as exc:
+        report.errors.extend(str(e) for e in exc.errors)
+        report.maincfg = MainConfig()
+    registry = load_testers(report.maincfg.modules, report.maincfg.modules_path)
+    report.registry = registry
+    report.errors.extend(str(e) for e in registry.errors)
+    try:
+        report.config = parse_config(xml_path, registry)
+    except ConfigErrors as exc:
+        report.errors.extend(str(e) for e in exc.errors)
+    return report

@@ -1,0 +1,1 @@
+"""The tester engine: state, verdicts, weights, scheduling and the probe layer."""

@@ -1,0 +1,162 @@
+"""The configuration model: immutable dataclasses for virtuals, testers and reals.
+
+The core XML attributes are declared here as ``Attr`` tables, exactly as a tester declares its own,
+so one converter (``attrs.py``) and one reader (``xmlconfig.py``) handle both. Defaults are the
+documented ones (loopdelay 3, timeout 5, retries2ok 1, retries2fail 1); the original silently used
+0 for absent attributes, which is a bug we do not copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attrs import SCHEDULERS
+from .tester_api import Attr
+
+PROTO_NUMBER = {"tcp": 0, "udp": 1, "fwmark": 2}
+ROUTES = ("dr", "masq", "tun")
+
+VIRTUAL_ATTRS: tuple[Attr, ...] = (
+    Attr("name", "name", mandatory=True, help="virtual name (1..31 of A-Z a-z 0-9 _ . -)"),
+    Attr("proto", "choice", mandatory=True, choices=("tcp", "udp", "fwmark"),
+         help="IPVS service protocol"),
+    Attr("addr", "addr", help="virtual address (IPv4 or IPv6); not with fwmark"),
+    Attr("port", "port", help="virtual port; not with fwmark"),
+    Attr("fwmark", "uint", 0, minimum=1, limit=2**32 - 1, help="firewall mark (proto=fwmark)"),
+    Attr("af", "choice", "inet", choices=("inet", "inet6"),
+         help="address family of an fwmark service"),
+    Attr("sched", "choice", mandatory=True, choices=SCHEDULERS, help="IPVS scheduler"),
+    Attr("rt", "choice", mandatory=True, choices=ROUTES, help="default forwarding method"),
+    Attr("pers", "uint", 0, help="persistence timeout in seconds (0: none)"),
+    Attr("ops", "bool", False, help="one-packet scheduling (udp only)"),
+)
+
+TESTER_ATTRS: tuple[Attr, ...] = (
+    Attr("proto", "str", mandatory=True, limit=64, help="tester name: tcp, http, dns, exec, lua, "
+         "no-test, or a third-party tester"),
+    Attr("testport", "port", help="port tested on every real (mandatory but for no-test)"),
+    Attr("loopdelay", "seconds", 3.0, help="seconds from the end of a round to the next"),
+    Attr("timeout", "seconds", 5.0, minimum=0.001, limit=3600,
+         help="seconds a check may take"),
+    Attr("retries2ok", "uint", 1, minimum=1, limit=1000,
+         help="successes in a row that bring a real online"),
+    Attr("retries2fail", "uint", 1, minimum=1, limit=1000,
+         help="failures in a row that take a real offline"),
+    Attr("remove_on_fail", "bool", False, help="remove a failed real instead of weight 0"),
+    Attr("debugcomm", "bool", False, help="dump conversations (with debug_comm 1)"),
+    Attr("logmicro", "bool", False, help="microseconds in stats logs and connstats"),
+    Attr("stats_samples", "uint", 20, minimum=1, limit=20, help="window of averages"),
+    Attr("SSL", "bool", False, help="wrap TCP checks in TLS"),
+    Attr("sni", "str", None, limit=253, help="TLS server name (default: http host)"),
+    Attr("ssl_verify", "bool", False, help="verify the real's certificate"),
+    Attr("ssl_ca", "path", None, help="CA file for ssl_verify (default: system store)"),
+    Attr("bindaddr", "addr", None, help="source address of checks"),
+    Attr("notify_up", "exec", None, help="run when the virtual has enough reals"),
+    Attr("notify_down", "exec", None, help="run when it has not"),
+    Attr("notify_min_reals", "threshold", (0, False), help="N or N% of reals up"),
+    Attr("notify_min_weight", "threshold", (0, False), help="N or N% of weight up"),
+    Attr("real_notify_up", "exec", None, help="run when a real comes online"),
+    Attr("real_notify_down", "exec", None, help="run when a real goes offline"),
+)
+
+REAL_ATTRS: tuple[Attr, ...] = (
+    Attr("name", "name", mandatory=True, help="real name"),
+    Attr("addr", "addr", mandatory=True, help="real address (IPv4 or IPv6)"),
+    Attr("port", "port", mandatory=True, help="IPVS port of the real"),
+    Attr("weight", "int", mandatory=True, limit=65535, help="configured weight 0..65535"),
+    Attr("testport", "port", None, help="port tested (default: the tester's testport)"),
+    Attr("uthresh", "uint", 0, help="upper connection threshold (0: none)"),
+    Attr("lthresh", "uint", 0, help="lower connection threshold (0: none; needs uthresh)"),
+    Attr("bindaddr", "addr", None, help="source address of this real's checks"),
+    Attr("rt", "choice", None, choices=ROUTES, help="forwarding method (default: virtual's)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TesterConfig:
+    proto: str  # canonical tester name
+    testport: int
+    loopdelay: float
+    timeout: float
+    retries2ok: int
+    retries2fail: int
+    remove_on_fail: bool
+    debugcomm: bool
+    logmicro: bool
+    stats_samples: int
+    ssl: bool
+    sni: str | None
+    ssl_verify: bool
+    ssl_ca: str | None
+    bindaddr: str | None
+    notify_up: str | None
+    notify_down: str | None
+    notify_min_reals: tuple[int, bool]
+    notify_min_weight: tuple[int, bool]
+    real_notify_up: str | None
+    real_notify_down: str | None
+    options: Mapping[str, Any]  # the tester's own attributes
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RealConfig:
+    name: str
+    addr: str
+    port: int
+    weight: int
+    testport: int
+    uthresh: int
+    lthresh: int
+    bindaddr: str | None
+    rt: str
+    options: Mapping[str, Any]  # tester attributes with this real's overrides applied
+    line: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.addr, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualConfig:
+    name: str
+    proto: str  # tcp | udp | fwmark
+    addr: str  # "0.0.0.0" (or "::") for fwmark virtuals
+    port: int
+    fwmark: int
+    sched: str
+    rt: str
+    pers: int
+    ops: bool
+    tester: TesterConfig
+    reals: tuple[RealConfig, ...]
+    line: int = 0
+    af: str = "inet"
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        """Identity as the original used it: address, port, protocol, fwmark."""
+        return (self.addr, self.port, self.proto, self.fwmark)
+
+    @property
+    def key_text(self) -> str:
+        """``VADDR:VPORT:PROTO:FWMARK`` as in the dump files (protocol as a number, IPv6 bracketed)."""
+        return f"{host_port(self.addr, self.port)}:{PROTO_NUMBER[self.proto]}:{self.fwmark}"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    virtuals: tuple[VirtualConfig, ...] = field(default_factory=tuple)
+
+    @property
+    def real_count(self) -> int:
+        return sum(len(v.reals) for v in self.virtuals)
+
+
+def host_port(addr: str, port: int) -> str:
+    """``addr:port``, with brackets around IPv6 addresses (``[2001:db8::1]:80``)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"

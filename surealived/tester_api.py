@@ -1,0 +1,159 @@
+"""The tester API: everything a tester module imports, and nothing else.
+
+A tester is one class: the XML attributes it takes (``attributes``), the transport it needs, and
+one ``async def check(self, probe) -> Result``. The engine owns scheduling, deadlines, retries,
+TLS, source addresses, statistics and the transcript; a tester only talks to the real through
+the ``Probe`` it is given and returns a verdict. Raising ``ProbeError`` (or letting an
+``OSError`` or ``TimeoutError`` from the probe escape) means "down" with that reason; any other
+exception is a bug in the tester, logged with its traceback, and the check counts as failed.
+
+Built-in testers live in ``builtin_testers/``; third-party ones register through the entry point
+group ``surealived.testers`` or are ``*.py`` files in surealived.cfg ``modules_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from .errors import SureAliveError
+
+__all__ = [
+    "Attr",
+    "Connection",
+    "Datagram",
+    "Probe",
+    "ProbeError",
+    "Result",
+    "Target",
+    "Tester",
+]
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One XML attribute a tester accepts on ``<tester>`` (and, overriding it, on ``<real>``).
+
+    ``kind`` is one of: str, name, addr, port, int, uint, bool, seconds, choice, path, exec,
+    threshold, regex, statuslist. ``limit`` is the maximum length of a string or the maximum of a
+    number; ``minimum`` the minimum of a number. ``default`` is used when the attribute is absent
+    and not ``mandatory``.
+    """
+
+    name: str
+    kind: str = "str"
+    default: Any = None
+    mandatory: bool = False
+    limit: int | None = None
+    minimum: int | float = 0
+    choices: tuple[str, ...] = ()
+    per_real: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A verdict: up or down with a reason; an up verdict may carry a weight (or a percentage)."""
+
+    ok: bool
+    reason: str = ""
+    weight: int | None = None
+    percent: bool = False
+
+    @classmethod
+    def up(cls, reason: str = "") -> Result:
+        return cls(True, reason)
+
+    @classmethod
+    def down(cls, reason: str) -> Result:
+        return cls(False, reason)
+
+    @classmethod
+    def with_weight(cls, weight: int, *, percent: bool = False, reason: str = "") -> Result:
+        return cls(True, reason, weight, percent)
+
+
+class ProbeError(SureAliveError):
+    """A check failed in an expected way; the message is the reason shown to operators."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What one check is about: the real, its virtual, and the engine's settings for it."""
+
+    addr: str
+    port: int  # the tested port (testport)
+    rname: str
+    rport: int  # the IPVS port
+    vname: str
+    vaddr: str
+    vport: int
+    vproto: str
+    vfwmark: int
+    timeout: float
+    ssl: bool = False
+    sni: str | None = None
+    ssl_verify: bool = False
+    ssl_ca: str | None = None
+    bindaddr: str | None = None
+
+
+class Connection(Protocol):
+    """A stream to the real, bounded by the check's deadline (the engine's probe layer)."""
+
+    bytes_sent: int
+    bytes_received: int
+
+    async def send(self, data: bytes) -> None: ...
+    async def receive_exactly(self, n: int) -> bytes: ...
+    async def receive_line(self, limit: int = 65536) -> bytes: ...
+    async def receive_until(self, delimiter: bytes, limit: int = 65536) -> bytes: ...
+    async def receive_some(self, limit: int = 65536) -> bytes: ...
+    async def receive_all(self, limit: int = 1 << 20) -> bytes: ...
+    async def start_tls(self, sni: str | None = None, verify: bool = False) -> None: ...
+    def close(self) -> None: ...
+
+
+class Datagram(Protocol):
+    """A connected UDP socket to the real."""
+
+    async def send(self, data: bytes) -> None: ...
+    async def receive(self, limit: int = 65536) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Probe(Protocol):
+    """What the engine hands a tester for one check."""
+
+    target: Target
+    settings: Mapping[str, Any]
+
+    async def connect(self) -> Connection: ...
+    async def datagram(self) -> Datagram: ...
+    def note(self, text: str) -> None: ...
+
+
+class Tester:
+    """Base class of testers. Subclasses set ``name``, ``attributes`` and implement ``check``.
+
+    ``transport``: ``tcp`` (the engine may wrap the stream in TLS when ``SSL="1"``), ``udp``,
+    ``exec`` or ``none``. One instance is made per distinct settings, so per-settings work (such
+    as building a request) belongs in ``__init__``.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    transport: ClassVar[str] = "tcp"
+    attributes: ClassVar[tuple[Attr, ...]] = ()
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = settings
+
+    @classmethod
+    def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Offline checks run by ``surealived -t``: ``[(attribute, problem), ...]``."""
+        return []
+
+    async def check(self, probe: Probe) -> Result:
+        raise NotImplementedError
