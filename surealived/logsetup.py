@@ -65,9 +65,9 @@ def setup_logging(name: str, *, level: str = "info", destination: str = "stderr"
                   syslog_timestamp: bool = False) -> logging.Logger:
     """Configure the ``name`` logger (``surealived`` or ``ipvssync``) and return it."""
     logger = logging.getLogger(name)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
     logger.setLevel(LEVELS[level])
     logger.propagate = False
     if enabled:

@@ -8,12 +8,45 @@ documented ones (loopdelay 3, timeout 5, retries2ok 1, retries2fail 1); the orig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .attrs import SCHEDULERS
 from .tester_api import Attr
+
+
+class FrozenOptions(Mapping[str, Any]):
+    """An immutable, hashable mapping of tester attribute values (so configs compare and hash)."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self._data.items())))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenOptions):
+            return self._data == other._data
+        return isinstance(other, Mapping) and self._data == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenOptions({self._data!r})"
+
 
 PROTO_NUMBER = {"tcp": 0, "udp": 1, "fwmark": 2}
 ROUTES = ("dr", "masq", "tun")
@@ -97,7 +130,7 @@ class TesterConfig:
     notify_min_weight: tuple[int, bool]
     real_notify_up: str | None
     real_notify_down: str | None
-    options: Mapping[str, Any]  # the tester's own attributes
+    options: FrozenOptions  # the tester's own attributes
     line: int = 0
 
 
@@ -112,7 +145,7 @@ class RealConfig:
     lthresh: int
     bindaddr: str | None
     rt: str
-    options: Mapping[str, Any]  # tester attributes with this real's overrides applied
+    options: FrozenOptions  # tester attributes with this real's overrides applied
     line: int = 0
 
     @property
@@ -143,7 +176,7 @@ class VirtualConfig:
 
     @property
     def key_text(self) -> str:
-        """``VADDR:VPORT:PROTO:FWMARK`` as in the dump files (protocol as a number, IPv6 bracketed)."""
+        """``VADDR:VPORT:PROTO:FWMARK`` as in the dumps (protocol as a number, IPv6 in [])."""
         return f"{host_port(self.addr, self.port)}:{PROTO_NUMBER[self.proto]}:{self.fwmark}"
 
 

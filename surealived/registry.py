@@ -85,7 +85,8 @@ def _verify(cls: type[Tester]) -> str | None:
 def _import_path(spec: str) -> type[Tester]:
     module_name, _, attr = spec.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attr)  # type: ignore[no-any-return]
+    cls: type[Tester] = getattr(module, attr)
+    return cls
 
 
 def _failure_origin(exc: BaseException, fallback: str) -> str:

@@ -26,6 +26,7 @@ from .model import (
     TESTER_ATTRS,
     VIRTUAL_ATTRS,
     Config,
+    FrozenOptions,
     RealConfig,
     TesterConfig,
     VirtualConfig,
@@ -192,7 +193,7 @@ class _Reader:
                             notify_min_weight=common["notify_min_weight"],
                             real_notify_up=common["real_notify_up"],
                             real_notify_down=common["real_notify_down"],
-                            options=MappingProxyType(options), line=el.sourceline or 0), own
+                            options=FrozenOptions(options), line=el.sourceline or 0), own
 
     def real(self, el: Any, tester: TesterConfig | None, own: dict[str, Attr],
              virtual_rt: str) -> RealConfig | None:
@@ -207,7 +208,7 @@ class _Reader:
         overrides = {name: r.pop(name) for name in overridable if name in r}
         options = tester.options
         if overrides:
-            options = MappingProxyType({**tester.options, **overrides})
+            options = FrozenOptions({**tester.options, **overrides})
         testport = r["testport"]
         return RealConfig(name=r["name"], addr=r["addr"], port=r["port"], weight=r["weight"],
                           testport=tester.testport if testport is None else testport,
