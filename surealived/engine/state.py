@@ -187,6 +187,21 @@ class StateEvent:
 Listener = Callable[[StateEvent], None]
 
 
+@dataclass(frozen=True, slots=True)
+class RoundReport:
+    """One finished round of one virtual: every real's result and timings, in XML order.
+    Round listeners write offline.dump, stats logs, periodic snapshots and run the virtual
+    notifier."""
+
+    virtual: VirtualState
+    started: float  # wall clock
+    ended: float
+    results: tuple[tuple[RealState, Result, CheckTiming], ...]
+
+
+RoundListener = Callable[[RoundReport], None]
+
+
 class DaemonState:
     """All virtuals, global counters, and the listeners told about every change."""
 
@@ -195,6 +210,7 @@ class DaemonState:
         self.started = clock()
         self.counters = GlobalCounters()
         self.listeners: list[Listener] = []
+        self.round_listeners: list[RoundListener] = []
         self.config = config
         self.virtuals: list[VirtualState] = []
         self.by_key: dict[tuple[str, int, str, int], VirtualState] = {}
@@ -251,6 +267,13 @@ class DaemonState:
     def emit(self, event: StateEvent) -> None:
         for listener in list(self.listeners):
             listener(event)
+
+    def finish_round(self, report: RoundReport) -> None:
+        """The engine calls this when a virtual's round is over."""
+        report.virtual.tested = True
+        report.virtual.rounds += 1
+        for listener in list(self.round_listeners):
+            listener(report)
 
     def record_result(self, real: RealState, result: Result, timing: CheckTiming) -> bool:
         """Apply one check result. Returns True when the test state flipped."""
