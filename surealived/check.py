@@ -28,11 +28,15 @@ class CheckReport:
 
     def summary(self) -> str:
         if self.config is None:
-            return "0 virtuals, 0 reals"
+            return "no virtuals loaded"
         testers = Counter(v.tester.proto for v in self.config.virtuals)
         used = ", ".join(f"{name} x{count}" for name, count in sorted(testers.items()))
-        return (f"{len(self.config.virtuals)} virtuals, {self.config.real_count} reals, "
-                f"testers: {used or 'none'}")
+        return (f"{_count(len(self.config.virtuals), 'virtual')}, "
+                f"{_count(self.config.real_count, 'real')}, testers: {used or 'none'}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_files(xml_path: str, maincfg_path: str | None) -> CheckReport:

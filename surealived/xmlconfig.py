@@ -126,17 +126,21 @@ class _Reader:
         tester: TesterConfig | None = None
         cls_attrs: dict[str, Attr] = {}
         reals: list[RealConfig] = []
-        if not children or children[0].tag != "tester":
-            self.error(el, "the first element inside <virtual> must be <tester>",
+        if not children:
+            self.error(el, "has no <tester>", valid="<tester> then <real> elements")
+        elif children[0].tag != "tester":
+            self.error(children[0], "the first element inside <virtual> must be <tester>",
                        valid="<tester> then <real> elements")
-        for index, child in enumerate(children):
+        seen_tester = False
+        for child in children:
             if child.tag == "tester":
-                if index:
-                    self.error(child, "only one <tester>, first inside <virtual>")
+                if seen_tester:
+                    self.error(child, "only one <tester> per <virtual>")
                     continue
+                seen_tester = True
                 tester, cls_attrs = self.tester(child)
             elif child.tag == "real":
-                if index == 0:
+                if not seen_tester:
                     continue
                 real = self.real(child, tester, cls_attrs, v.get("rt") or "dr")
                 if real:
