@@ -1,0 +1,25 @@
+#!/bin/bash
+# Debian packages the test suite uses: real servers as test targets (nginx, dnsmasq, redis,
+# memcached, vsftpd), headless Chromium for the status page, and a real IPVS kernel booted in
+# qemu for the kernel tests (Debian's kernel, busybox for the initramfs, ipvsadm to check tables).
+# Idempotent: installs only when something is missing. Needs root (or sudo) and apt-get.
+set -euo pipefail
+PACKAGES=(
+  nginx-light dnsmasq-base bind9-dnsutils redis-server memcached vsftpd
+  chromium
+  qemu-system-x86 linux-image-amd64 busybox-static ipvsadm cpio kmod xz-utils zstd
+  iproute2 procps psmisc util-linux
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "ci-deps: all Debian packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "ci-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
