@@ -1,0 +1,397 @@
+"""The scheduler: per-virtual rounds, spread starts, a bound on checks in flight, shared probes.
+
+Strategy. Each virtual runs rounds: start its reals spread over ``startup_delay_ms`` (in batches on
+a ``loop_interval_ms`` grid, ``plan_batches``, a pure function), wait until every check of the
+round has finished (each is bounded by the tester's ``timeout``), report the round, sleep
+``loopdelay``, repeat. A virtual's first round starts at a random point within
+``startup_delay_ms`` so that virtuals do not start in step.
+
+Checks go through one ``Engine.submit``. A check whose probe key (tester class, settings, address,
+testport, TLS settings, bindaddr, timeout) is already in flight for another virtual joins that one:
+the verdict fans out, and each virtual still applies it to its own real and retries. At most
+``max_inflight`` checks run at once (so file descriptors never run out); extra ones wait in a
+queue, and the lag between a check's planned start and its real start is measured.
+
+The clock, the sleep and the check runner are injected so tests can drive rounds in fake time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from array import array
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ..maincfg import MainConfig
+from ..model import RealConfig, VirtualConfig
+from ..registry import Registry
+from ..tester_api import Result, Target, Tester
+from .probe import Transcript, run_check
+from .state import CheckTiming, DaemonState, RealState, RoundReport, VirtualState
+
+log = logging.getLogger("surealived")
+
+Runner = Callable[..., Awaitable[tuple[Result, CheckTiming]]]
+Sleep = Callable[[float], Awaitable[Any]]
+_LAG_WINDOW = 1 << 16
+
+
+def plan_batches(count: int, startup_delay_ms: int, loop_interval_ms: int
+                 ) -> list[tuple[float, int]]:
+    """Spread ``count`` starts over ``startup_delay_ms``: ``[(offset_seconds, how_many), ...]``.
+
+    Start ``i`` is due at ``i * startup_delay_ms / count`` ms, rounded down to the
+    ``loop_interval_ms`` grid; starts due at the same grid point form one batch. Every start is
+    planned whatever the two values are (the original could plan none and hang)."""
+    if count <= 0:
+        return []
+    if startup_delay_ms <= 0 or loop_interval_ms <= 0 or count == 1:
+        return [(0.0, count)]
+    step = loop_interval_ms
+    batches: list[tuple[float, int]] = []
+    last_slot = -1
+    for i in range(count):
+        slot = (i * startup_delay_ms // count) // step
+        if slot == last_slot:
+            offset, n = batches[-1]
+            batches[-1] = (offset, n + 1)
+        else:
+            batches.append((slot * step / 1000.0, 1))
+            last_slot = slot
+    return batches
+
+
+def default_max_inflight(maincfg: MainConfig) -> int:
+    """``max_inflight``, or what ``maxfd`` leaves after a reserve for logs, clients and files."""
+    if maincfg.max_inflight > 0:
+        return maincfg.max_inflight
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        soft = maincfg.maxfd
+    limit = min(maincfg.maxfd, soft) if soft > 0 else maincfg.maxfd
+    return max(1, limit - max(64, limit // 16))
+
+
+class EngineMetrics:
+    """Figures others show (control port, status page): all cheap to update per check."""
+
+    def __init__(self, on_time_ms: float) -> None:
+        self.on_time_ms = on_time_ms
+        self.inflight = 0
+        self.waiting = 0
+        self.peak_inflight = 0
+        self.checks_done = 0
+        self.checks_started = 0
+        self.shared_checks = 0  # submissions that joined a check already in flight
+        self.started_late = 0  # started more than on_time_ms after planned
+        self.rounds = 0
+        self.loop_lag_ms = 0.0
+        self.loop_lag_max_ms = 0.0
+        self._lags = array("f", bytes(4 * _LAG_WINDOW))
+        self._lag_count = 0
+
+    def record_lag(self, lag_s: float) -> None:
+        ms = lag_s * 1000.0
+        self._lags[self._lag_count % _LAG_WINDOW] = ms
+        self._lag_count += 1
+        if ms > self.on_time_ms:
+            self.started_late += 1
+
+    def lag_percentiles(self) -> tuple[float, float]:
+        """Schedule lag p50 and p99 in ms over the last 65,536 starts."""
+        n = min(self._lag_count, _LAG_WINDOW)
+        if not n:
+            return (0.0, 0.0)
+        values = sorted(self._lags[:n])
+        return (values[n // 2], values[min(n - 1, (n * 99) // 100)])
+
+    @property
+    def on_schedule(self) -> float:
+        """Fraction of starts within ``on_time_ms`` of their plan."""
+        return 1.0 - self.started_late / self.checks_started if self.checks_started else 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        p50, p99 = self.lag_percentiles()
+        return {"inflight": self.inflight, "waiting": self.waiting,
+                "peak_inflight": self.peak_inflight, "checks_done": self.checks_done,
+                "checks_started": self.checks_started, "shared_checks": self.shared_checks,
+                "rounds": self.rounds, "schedule_lag_p50_ms": round(p50, 3),
+                "schedule_lag_p99_ms": round(p99, 3), "on_schedule": round(self.on_schedule, 5),
+                "loop_lag_ms": round(self.loop_lag_ms, 3),
+                "loop_lag_max_ms": round(self.loop_lag_max_ms, 3)}
+
+
+Done = Callable[[Result, CheckTiming], None]
+
+
+class Check:
+    """One check in flight (or waiting for a slot), and everyone waiting for its verdict."""
+
+    __slots__ = ("due", "key", "settings", "target", "tester", "transcript", "waiters")
+
+    def __init__(self, key: tuple[Any, ...], tester: Tester, target: Target,
+                 settings: Mapping[str, Any], due: float, transcript: Transcript | None) -> None:
+        self.key = key
+        self.tester = tester
+        self.target = target
+        self.settings = settings
+        self.due = due
+        self.transcript = transcript
+        self.waiters: list[tuple[Done, str | None]] = []
+
+
+class Plan:
+    """How one real of one virtual is checked: built once per configuration."""
+
+    __slots__ = ("comm_path", "key", "settings", "target", "tester")
+
+    def __init__(self, engine: Engine, vconf: VirtualConfig, rconf: RealConfig) -> None:
+        t = vconf.tester
+        cls = engine.registry.get(t.proto)
+        if cls is None:
+            raise KeyError(f"tester {t.proto!r} is not loaded")
+        self.settings = rconf.options
+        self.tester = engine.tester_instance(cls, rconf.options)
+        self.target = Target(
+            addr=rconf.addr, port=rconf.testport, rname=rconf.name, rport=rconf.port,
+            vname=vconf.name, vaddr=vconf.addr, vport=vconf.port, vproto=vconf.proto,
+            vfwmark=vconf.fwmark, timeout=t.timeout, ssl=t.ssl, sni=t.sni,
+            ssl_verify=t.ssl_verify, ssl_ca=t.ssl_ca, bindaddr=rconf.bindaddr or t.bindaddr)
+        m = engine.maincfg
+        self.comm_path = (os.path.join(m.debug_comm_path, f"{vconf.name}_{rconf.name}")
+                          if m.debug_comm == 1 and t.debugcomm else None)
+        self.key = (cls, rconf.options, rconf.addr, rconf.testport, t.ssl, t.sni, t.ssl_verify,
+                    t.ssl_ca, self.target.bindaddr, t.timeout, self.comm_path is not None,
+                    vconf.name if cls.name == "lua" else None)
+
+
+class VirtualRunner:
+    """The rounds of one virtual."""
+
+    def __init__(self, engine: Engine, vstate: VirtualState, first_delay: float) -> None:
+        self.engine = engine
+        self.vstate = vstate
+        self.next_start = engine.clock() + first_delay
+        self.plans: dict[RealConfig, Plan] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    def plan(self, rconf: RealConfig) -> Plan:
+        plan = self.plans.get(rconf)
+        if plan is None:
+            plan = self.plans[rconf] = Plan(self.engine, self.vstate.config, rconf)
+        return plan
+
+    async def run(self) -> None:
+        engine = self.engine
+        while not self.stopping:
+            delay = self.next_start - engine.clock()
+            if delay > 0:
+                await engine.sleep(delay)
+            if self.stopping:
+                break
+            await self.round()
+            self.next_start = engine.clock() + self.vstate.config.tester.loopdelay
+
+    def current(self, real: RealState) -> RealState | None:
+        """The real's state object now (a reload replaces state objects; the config decides)."""
+        found = self.vstate.by_key.get(real.config.key)
+        return found if found is not None and found.config == real.config else None
+
+    async def round(self) -> None:
+        engine = self.engine
+        reals = list(self.vstate.reals)
+        m = engine.maincfg
+        batches = plan_batches(len(reals), m.startup_delay_ms, m.loop_interval_ms)
+        started_wall = time.time()
+        start = engine.clock()
+        results: list[tuple[RealState, Result, CheckTiming] | None] = [None] * len(reals)
+        remaining = len(reals)
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done_for(index: int, real: RealState) -> Done:
+            def done(result: Result, timing: CheckTiming) -> None:
+                nonlocal remaining
+                live = self.current(real)
+                if live is not None:
+                    engine.record(live, result, timing)
+                    results[index] = (live, result, timing)
+                remaining -= 1
+                if remaining == 0 and not finished.done():
+                    finished.set_result(None)
+            return done
+
+        index = 0
+        for offset, count in batches:
+            due = start + offset
+            delay = due - engine.clock()
+            if delay > 0:
+                await engine.sleep(delay)
+            for real in reals[index:index + count]:
+                plan = self.plan(real.config)
+                engine.submit(plan, due, done_for(index, real))
+                index += 1
+        if remaining:
+            await finished
+        report = tuple(r for r in results if r is not None)
+        if self.current_virtual_unchanged():
+            engine.state.finish_round(RoundReport(self.vstate, started_wall, time.time(), report))
+        engine.metrics.rounds += 1
+
+    def current_virtual_unchanged(self) -> bool:
+        return self.engine.state.by_key.get(self.vstate.config.key) is self.vstate
+
+
+class Engine:
+    """All virtual runners, the in-flight bound and the shared checks."""
+
+    def __init__(self, state: DaemonState, registry: Registry, maincfg: MainConfig, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 runner: Runner = run_check, rng: random.Random | None = None,
+                 max_inflight: int | None = None) -> None:
+        self.state = state
+        self.registry = registry
+        self.maincfg = maincfg
+        self.clock = clock
+        self.sleep = sleep
+        self.runner = runner
+        self.rng = rng or random.Random()
+        self.max_inflight = max_inflight or default_max_inflight(maincfg)
+        self.metrics = EngineMetrics(on_time_ms=float(max(maincfg.loop_interval_ms, 1)))
+        self.runners: dict[VirtualConfig, VirtualRunner] = {}
+        self.inflight: dict[tuple[Any, ...], Check] = {}
+        self.queue: deque[Check] = deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._testers: dict[tuple[type[Tester], Any], Tester] = {}
+        self._stopped = asyncio.Event()
+        self._comm_error_logged = False
+
+    def tester_instance(self, cls: type[Tester], settings: Mapping[str, Any]) -> Tester:
+        """One tester object per distinct (class, settings), as the tester API promises."""
+        key = (cls, settings)
+        tester = self._testers.get(key)
+        if tester is None:
+            tester = self._testers[key] = cls(settings)
+        return tester
+
+    # -- rounds ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start a runner per virtual and the loop-lag watch (from inside the running loop)."""
+        self.reschedule()
+        watch = asyncio.get_running_loop().create_task(self._watch_loop_lag())
+        self.tasks.add(watch)
+        watch.add_done_callback(self.tasks.discard)
+
+    async def _watch_loop_lag(self, period: float = 0.25) -> None:
+        """How late the event loop wakes up: the delay every callback suffers."""
+        m = self.metrics
+        while True:
+            before = self.clock()
+            await self.sleep(period)
+            m.loop_lag_ms = max(0.0, (self.clock() - before - period) * 1000.0)
+            # a decaying maximum: recent stalls stay visible for about a minute
+            m.loop_lag_max_ms = max(m.loop_lag_ms, m.loop_lag_max_ms * 0.996)
+
+    def reschedule(self) -> None:
+        """Match runners to ``state.virtuals`` after a (re)load: an unchanged virtual keeps its
+        runner and its place in time; a new one starts within startup_delay_ms; a removed one
+        stops after its current round."""
+        old = self.runners
+        self.runners = {}
+        spread = self.maincfg.startup_delay_ms / 1000.0
+        for vstate in self.state.virtuals:
+            runner = old.pop(vstate.config, None)
+            if runner is None:
+                runner = VirtualRunner(self, vstate, self.rng.random() * spread)
+                runner.task = asyncio.get_running_loop().create_task(runner.run())
+            else:
+                runner.vstate = vstate
+            self.runners[vstate.config] = runner
+        for runner in old.values():
+            runner.stopping = True
+            if runner.task is not None:
+                runner.task.cancel()
+
+    async def stop(self) -> None:
+        """Stop scheduling and cancel checks in flight."""
+        tasks = [r.task for r in self.runners.values() if r.task is not None]
+        for runner in self.runners.values():
+            runner.stopping = True
+        for task in (*tasks, *self.tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, *self.tasks, return_exceptions=True)
+        self.queue.clear()
+        self.metrics.waiting = 0
+        self._stopped.set()
+
+    # -- checks ---------------------------------------------------------------------------
+    def submit(self, plan: Plan, due: float, done: Done) -> None:
+        """Run ``plan``'s check (or join the identical one in flight); ``done`` gets the verdict."""
+        check = self.inflight.get(plan.key)
+        if check is not None:
+            check.waiters.append((done, plan.comm_path))
+            self.metrics.shared_checks += 1
+            return
+        transcript = Transcript() if plan.comm_path is not None else None
+        check = Check(plan.key, plan.tester, plan.target, plan.settings, due, transcript)
+        check.waiters.append((done, plan.comm_path))
+        self.inflight[plan.key] = check
+        if self.metrics.inflight < self.max_inflight:
+            self._launch(check)
+        else:
+            self.queue.append(check)
+            self.metrics.waiting += 1
+
+    def _launch(self, check: Check) -> None:
+        m = self.metrics
+        m.inflight += 1
+        if m.inflight > m.peak_inflight:
+            m.peak_inflight = m.inflight
+        m.checks_started += 1
+        m.record_lag(self.clock() - check.due)
+        task = asyncio.get_running_loop().create_task(self._run(check))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, check: Check) -> None:
+        try:
+            result, timing = await self.runner(check.tester, check.target, check.settings,
+                                               transcript=check.transcript)
+        finally:
+            self.metrics.inflight -= 1
+            del self.inflight[check.key]
+            while self.queue and self.metrics.inflight < self.max_inflight:
+                self.metrics.waiting -= 1
+                self._launch(self.queue.popleft())
+        self.metrics.checks_done += 1
+        for done, comm_path in check.waiters:
+            if comm_path is not None and check.transcript is not None:
+                self.save_transcript(comm_path, check.transcript)
+            done(result, timing)
+
+    def record(self, real: RealState, result: Result, timing: CheckTiming) -> None:
+        flipped = self.state.record_result(real, result, timing)
+        if flipped:
+            log.info("Real: [%s] changed its test state to %s (rstate = %s)%s", real.label,
+                     "ONLINE" if real.online else "OFFLINE", real.rstate,
+                     f": {result.reason}" if result.reason else "")
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("Real: [%s] test %s%s", real.label, "ok" if result.ok else "failed",
+                      f": {result.reason}" if result.reason else "")
+
+    def save_transcript(self, path: str, transcript: Transcript) -> None:
+        try:
+            transcript.save(path)
+        except OSError as exc:
+            if not self._comm_error_logged:  # once: a missing folder would flood the log
+                self._comm_error_logged = True
+                log.error("Can't write conversation dump %s: %s (debug_comm_path)", path,
+                          exc.strerror)
