@@ -239,10 +239,10 @@ def run(options: Options) -> int:
     except OSError as exc:
         errors.append(f"{options.config_xml}: {exc.strerror or exc}")
     if errors or config is None:
-        for error in errors:
-            logger.error("%s", error)
+        for line in errors:
+            logger.error("%s", line)
             if options.daemonize:
-                print(error, file=sys.stderr)
+                print(line, file=sys.stderr)
         logger.error("Configuration file is broken!")
         return EXIT_FAILED
     if options.daemonize:
