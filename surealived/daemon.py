@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import logsetup
+from . import logsetup, sdnotify
 from .components import Component, build
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
@@ -100,35 +100,39 @@ class Daemon:
     async def reload(self) -> list[str]:
         """Re-read CONFIG.xml; on success install it in place. Returns the errors (empty: ok)."""
         async with self._reload_lock:
-            self.logger.info("Reloading configuration %s", self.options.config_xml)
+            with sdnotify.reload_notice():  # RELOADING=1 ... READY=1 under systemd
+                return await self._reload()
+
+    async def _reload(self) -> list[str]:
+        self.logger.info("Reloading configuration %s", self.options.config_xml)
+        try:
+            config = await asyncio.to_thread(parse_config, self.options.config_xml,
+                                             self.registry)
+        except ConfigErrors as exc:
+            errors = [str(e) for e in exc.errors]
+        except OSError as exc:
+            errors = [f"{self.options.config_xml}: {exc.strerror or exc}"]
+        else:
+            errors = []
+        if errors:
+            for error in errors:
+                self.logger.error("%s", error)
+            self.logger.error("Configuration refused (%d errors); the running one stays",
+                              len(errors))
+            return errors
+        self.state.load(config, keep=True)
+        self.config = config
+        if self.engine is not None:
+            self.engine.reschedule()
+        for component in self._started:
             try:
-                config = await asyncio.to_thread(parse_config, self.options.config_xml,
-                                                 self.registry)
-            except ConfigErrors as exc:
-                errors = [str(e) for e in exc.errors]
-            except OSError as exc:
-                errors = [f"{self.options.config_xml}: {exc.strerror or exc}"]
-            else:
-                errors = []
-            if errors:
-                for error in errors:
-                    self.logger.error("%s", error)
-                self.logger.error("Configuration refused (%d errors); the running one stays",
-                                  len(errors))
-                return errors
-            self.state.load(config, keep=True)
-            self.config = config
-            if self.engine is not None:
-                self.engine.reschedule()
-            for component in self._started:
-                try:
-                    await component.reloaded(self)
-                except Exception:
-                    self.logger.exception("Component %s failed to reload",
-                                          type(component).__name__)
-            self.logger.info("Configuration reloaded: %d virtuals, %d reals",
-                             len(config.virtuals), config.real_count)
-            return []
+                await component.reloaded(self)
+            except Exception:
+                self.logger.exception("Component %s failed to reload",
+                                      type(component).__name__)
+        self.logger.info("Configuration reloaded: %d virtuals, %d reals",
+                         len(config.virtuals), config.real_count)
+        return []
 
     # -- lifecycle -------------------------------------------------------------------------
     async def main(self) -> int:

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
-from . import daemonize
-
 if TYPE_CHECKING:
     from .daemon import Daemon
 
@@ -151,7 +149,7 @@ def status_text(daemon: Daemon) -> str:
 
 
 class SystemdNotifier:
-    """Readiness, status and watchdog for systemd, and readiness for the ``-d`` parent."""
+    """Readiness, status and watchdog for systemd."""
 
     def __init__(self) -> None:
         self.ready = False
@@ -184,7 +182,6 @@ class SystemdNotifier:
             self.ready = True
             fields.append("READY=1")
             fields.append(f"MAINPID={os.getpid()}")
-            daemonize.report_ready()
             log.info("ready: first round done (%s)", status)
         if status != self.last_status:
             fields.append(f"STATUS={status}")
