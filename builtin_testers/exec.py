@@ -1,8 +1,36 @@
-"""exec: run ``exec addr testport params...`` (no shell); exit status 0 means up."""
+"""exec: run ``exec addr testport params...`` (no shell); exit status 0 means up.
+
+As the original, argv is ``[exec, real address, testport, *params]`` (params split on blanks).
+Unlike it, the program gets a clean environment but for ``PATH``, its output is captured (into the
+transcript, and logged at debug) instead of going to the log file, the result is taken as soon as
+it exits, and at the deadline its whole process group is killed (no zombies, no leftovers).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from asyncio.subprocess import DEVNULL, PIPE
+
 from surealived.tester_api import Attr, Probe, Result, Tester
+
+log = logging.getLogger("surealived")
+_KEEP = 16384  # bytes of each output stream kept (the tail)
+
+
+async def _tail(stream: asyncio.StreamReader | None) -> bytes:
+    kept = b""
+    while stream is not None and (chunk := await stream.read(65536)):
+        kept = (kept + chunk)[-_KEEP:]
+    return kept
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:200] if lines else ""
 
 
 class ExecTester(Tester):
@@ -14,4 +42,33 @@ class ExecTester(Tester):
     )
 
     async def check(self, probe: Probe) -> Result:
-        raise NotImplementedError
+        target = probe.target
+        argv = [self.settings["exec"], target.addr, str(target.port),
+                *self.settings["params"].split()]
+        probe.step = f"running {argv[0]}"
+        probe.note("exec " + " ".join(argv))
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        out_task = asyncio.ensure_future(_tail(proc.stdout))
+        err_task = asyncio.ensure_future(_tail(proc.stderr))
+        try:
+            status = await proc.wait()
+        finally:  # at exit or at the deadline, whatever it left behind goes with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if proc.returncode is None:
+                await asyncio.shield(proc.wait())
+            if not out_task.done() or not err_task.done():
+                await asyncio.shield(asyncio.wait([out_task, err_task]))
+        out, err = out_task.result(), err_task.result()
+        for label, data in (("stdout", out), ("stderr", err)):
+            if data:
+                probe.note(f"{label}:\n" + data.decode("utf-8", "replace"))
+                log.debug("exec %s %s %s: %s", argv[0], target.addr, label, _last_line(data))
+        if status == 0:
+            return Result.up("exit status 0")
+        why = (f"killed by signal {signal.Signals(-status).name}" if status < 0
+               else f"exit status {status}")
+        last = _last_line(err)
+        return Result.down(f"{why}: {last}" if last else why)

@@ -1,8 +1,32 @@
-"""http: one request, the status line judged against ``retcode`` (and optionally the body)."""
+"""http: one request, the status line judged against ``retcode`` (and optionally the body).
+
+As the original: ``GET url HTTP/1.0`` with ``Host`` and ``User-Agent: SureAliveD``, and with
+``naive`` (the default) only the 12 bytes ``HTTP/1.x NNN`` are read. Beyond it: another method,
+HTTP/1.1 (with ``Connection: close``), status lists and ranges (``200,301-302``), and a regular
+expression the body must match. Without ``naive`` (or with ``body_match``) the headers and at most
+``max_body`` bytes of body are read, so a huge or endless body cannot stall the check.
+"""
 
 from __future__ import annotations
 
-from surealived.tester_api import Attr, Probe, Result, Tester
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
+
+_NO_BODY = (204, 304)
+
+
+def parse_status(line: bytes) -> int:
+    """The status code of ``HTTP/1.x NNN ...`` (the first 12 bytes are enough)."""
+    if not line.startswith(b"HTTP/") or len(line) < 12 or not line[9:12].isdigit():
+        raise ProbeError(f"not an HTTP status line: {line[:40]!r}")
+    return int(line[9:12])
+
+
+def format_statuses(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
 class HttpTester(Tester):
@@ -21,5 +45,83 @@ class HttpTester(Tester):
              help="bytes of body read at most"),
     )
 
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.method = settings["method"].upper()
+        lines = [f"{self.method} {settings['url']} HTTP/1.{1 if settings['http11'] else 0}",
+                 f"Host: {settings['host']}", "User-Agent: SureAliveD"]
+        if settings["http11"]:
+            lines.append("Connection: close")
+        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        self.statuses: tuple[tuple[int, int], ...] = settings["retcode"]
+        pattern = settings["body_match"]
+        self.body_re = re.compile(pattern.encode()) if pattern else None
+        self.quick = settings["naive"] and self.body_re is None
+        self.max_body: int = settings["max_body"]
+
+    @classmethod
+    def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        for name in ("url", "host"):
+            if any(c in settings.get(name, "") for c in " \r\n\t"):
+                problems.append((name, "must not contain blanks or line breaks"))
+        return problems
+
     async def check(self, probe: Probe) -> Result:
-        raise NotImplementedError
+        conn = await probe.connect()
+        await conn.send(self.request)
+        if self.quick:
+            status = parse_status(await conn.receive_exactly(12, what="the status line"))
+        else:
+            status = parse_status(await conn.receive_line(8192, what="the status line"))
+        if not any(lo <= status <= hi for lo, hi in self.statuses):
+            return Result.down(f"status {status}, expected {format_statuses(self.statuses)}")
+        if self.quick:
+            return Result.up(f"status {status}")
+        body = await self.read_body(conn, status)
+        if self.body_re is not None and not self.body_re.search(body):
+            return Result.down(f"status {status}, but the body does not match "
+                               f"{self.body_re.pattern.decode()!r}")
+        return Result.up(f"status {status}")
+
+    async def read_body(self, conn: Connection, status: int) -> bytes:
+        """The headers, then at most ``max_body`` bytes of body (de-chunked)."""
+        headers: dict[bytes, bytes] = {}
+        for _ in range(200):
+            line = await conn.receive_line(16384, what="the response headers")
+            if not line:
+                break
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise ProbeError("more than 200 header lines")
+        if self.method == "HEAD" or status < 200 or status in _NO_BODY:
+            return b""
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            return await self.read_chunked(conn)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit():
+            return await conn.receive_exactly(min(int(length), self.max_body), what="the body")
+        body = b""
+        while len(body) < self.max_body:
+            piece = await conn.receive_some(self.max_body - len(body), what="the body")
+            if not piece:
+                break
+            body += piece
+        return body
+
+    async def read_chunked(self, conn: Connection) -> bytes:
+        body = b""
+        while len(body) < self.max_body:
+            size_line = await conn.receive_line(1024, what="a chunk size")
+            try:
+                size = int(size_line.split(b";")[0], 16)
+            except ValueError:
+                raise ProbeError(f"bad chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                break
+            body += await conn.receive_exactly(min(size, self.max_body - len(body)),
+                                               what="a chunk")
+            if len(body) < self.max_body:
+                await conn.receive_line(2, what="the end of a chunk")
+        return body

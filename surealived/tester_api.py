@@ -133,6 +133,7 @@ class Probe(Protocol):
 
     target: Target
     settings: Mapping[str, Any]
+    step: str  # what the check is doing now, for a timeout reason ("waiting for the reply")
 
     async def connect(self) -> Connection: ...
     async def datagram(self) -> Datagram: ...
