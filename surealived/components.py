@@ -22,10 +22,12 @@ class Component(Protocol):
 
 def build(daemon: Daemon) -> list[Component]:
     """Every component of this daemon, in start order (each helper adds its own line)."""
+    from .control.server import ControlServer
     from .limits import MemoryLimit
     from .sdnotify import SystemdNotifier
 
     components: list[Component] = []
     components.append(MemoryLimit())
+    components.append(ControlServer())
     components.append(SystemdNotifier())  # keep last: READY=1 once the others are up
     return components
