@@ -24,10 +24,18 @@ def build(daemon: Daemon) -> list[Component]:
     """Every component of this daemon, in start order (each helper adds its own line)."""
     from .control.server import ControlServer
     from .limits import MemoryLimit
+    from .notify import NotifyComponent
+    from .persist.component import PersistComponent
     from .sdnotify import SystemdNotifier
+    from .statslog import StatsLogComponent
+    from .sync.component import SyncComponent
 
     components: list[Component] = []
     components.append(MemoryLimit())
+    components.append(PersistComponent())  # restores override, offline, stats dumps
+    components.append(NotifyComponent())  # restores notify.dump
+    components.append(SyncComponent())  # forced snapshot + reload flag, after the restores
+    components.append(StatsLogComponent())
     components.append(ControlServer())
     components.append(SystemdNotifier())  # keep last: READY=1 once the others are up
     return components
