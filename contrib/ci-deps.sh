@@ -1,6 +1,7 @@
 #!/bin/bash
 # Debian packages the test suite uses: real servers as test targets (nginx, dnsmasq, redis,
-# memcached, vsftpd), headless Chromium for the status page, and a real IPVS kernel booted in
+# memcached, vsftpd), logrotate and systemd (systemd-analyze, -tmpfiles, -sysusers) to check the
+# shipped rules and units, headless Chromium for the status page, and a real IPVS kernel booted in
 # qemu for the kernel tests (Debian's kernel, busybox for the initramfs, ipvsadm to check tables).
 # Idempotent: installs only when something is missing. Needs root (or sudo) and apt-get.
 set -euo pipefail
@@ -9,6 +10,7 @@ PACKAGES=(
   chromium
   qemu-system-x86 linux-image-amd64 busybox-static ipvsadm cpio kmod xz-utils zstd
   iproute2 procps psmisc util-linux
+  logrotate systemd
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
