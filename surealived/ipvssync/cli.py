@@ -1,0 +1,213 @@
+"""Command line of ``ipvssync``: options in, a ``Syncer`` run (or a check, or a plan) out.
+
+``ipvssync [-v...] [-u] [-d] [-k] [-c MAINCFG] [-t] [--once] [--plan] [--dir DIR]``: the
+original's flags (``-c`` is honoured, unlike the original), plus a one-shot sync, a dry run that
+prints the operations, and a folder of files for trying it without a surealived.cfg.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from .. import __version__
+from ..errors import ConfigErrors
+from ..logsetup import reopen, setup_logging, verbosity_level
+from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
+from .files import SyncLock, SyncPaths, load_wanted
+from .kernel import UNAVAILABLE, IPVSUnavailable, Kernel, KernelError, open_kernel
+from .planner import plan, summary
+from .syncer import Settings, Syncer
+from .table import Table
+
+_HELP = f"""Keep the kernel's IPVS table equal to the table surealived wants: read the
+snapshot (full_sync_file) and follow its diffs, apply the differences over netlink, and
+compare the whole table again every ipvssync_interval seconds to repair drift.
+
+\b
+Exit status: 0 on a clean stop, a valid -t check, a --plan, or a --once that left the
+kernel equal to the wanted table; 1 otherwise (no IPVS in the kernel, refused snapshot,
+failed operations with --once, bad configuration).
+\b
+Signals: SIGHUP re-reads the snapshot (as the reload flag); SIGUSR1 reopens the log file;
+SIGTERM/SIGINT stop.
+\b
+Try it without surealived.cfg:  ipvssync --dir FOLDER --plan
+(FOLDER holds ipvsfull.cfg, ipvsfull.lock, ipvsfull.reload and diffs/).
+Main configuration: -c, default {DEFAULT_PATH}."""
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _load_config(path: str | None) -> MainConfig:
+    try:
+        return load_maincfg(path)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        sys.exit(1)
+
+
+def _check(paths: SyncPaths) -> int:
+    """``-t``: parse the snapshot and its diffs without touching anything."""
+    lock = SyncLock(paths.lock_sync_file)
+    locked = lock.acquire()
+    try:
+        wanted = load_wanted(paths)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        click.echo(f"ipvssync config file [{paths.full_sync_file}] syntax ERROR", err=True)
+        return 1
+    finally:
+        if locked:
+            lock.release()
+    for warning in wanted.snapshot.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for entry in wanted.problems:
+        click.echo(f"warning: {entry.where}: {entry.error}: {entry.text}", err=True)
+    click.echo(f"ipvssync config file [{paths.full_sync_file}] syntax OK: "
+               f"{len(wanted.table.services)} virtuals, {wanted.table.count_dests()} reals, "
+               f"{wanted.replayed} diff lines replayed")
+    return 0
+
+
+def _plan(paths: SyncPaths, manage_unmanaged: bool, as_ipvsadm: bool) -> int:
+    """``--plan``: print what a full sync would do now; change nothing."""
+    lock = SyncLock(paths.lock_sync_file)
+    locked = lock.acquire()
+    try:
+        wanted = load_wanted(paths)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(f"snapshot refused: {error}", err=True)
+        return 1
+    finally:
+        if locked:
+            lock.release()
+    kernel_table = Table()
+    try:
+        with open_kernel() as kernel:
+            kernel_table = kernel.read_table()
+    except IPVSUnavailable:
+        click.echo(f"{UNAVAILABLE}; planning against an empty kernel table", err=True)
+    except KernelError as exc:
+        click.echo(f"cannot read the kernel table ({exc}); planning against an empty "
+                   "kernel table", err=True)
+    ops = plan(wanted.table, kernel_table, manage_unmanaged)
+    for op in ops:
+        click.echo(op.ipvsadm() if as_ipvsadm else op.describe())
+    click.echo(f"# {summary(ops)}" if as_ipvsadm else summary(ops), err=as_ipvsadm)
+    return 0
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+
+@click.command(help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True,
+              help="Log level by count, overriding ipvssync_logging: -v error, -vv warn, "
+                   "-vvv info, -vvvv debug, -vvvvv dbdet.")
+@click.option("-u", "--del-unmanaged", "manage_unmanaged", is_flag=True,
+              help="Also delete kernel services that are not in the wanted table.")
+@click.option("-d", "--daemonize", is_flag=True,
+              help="Detach into the background and log to ipvssync_log.")
+@click.option("-k", "--keep-diffs", is_flag=True, help="Never remove consumed diff files.")
+@click.option("-c", "--config", "maincfg", metavar="MAINCFG", type=click.Path(dir_okay=False),
+              help=f"Main configuration file [default: {DEFAULT_PATH}].")
+@click.option("-t", "--test-config", is_flag=True,
+              help="Check the snapshot and its diffs, print the result, exit 0 or 1.")
+@click.option("--once", is_flag=True, help="One full sync, then exit.")
+@click.option("--plan", "show_plan", is_flag=True,
+              help="Print the operations a full sync would apply now; change nothing. "
+                   "Without IPVS in the kernel, plans against an empty table.")
+@click.option("--ipvsadm", "as_ipvsadm", is_flag=True,
+              help="With --plan: print the operations as ipvsadm commands.")
+@click.option("--dir", "folder", metavar="DIR", type=click.Path(file_okay=False),
+              help="Use DIR/ipvsfull.cfg, DIR/ipvsfull.lock, DIR/ipvsfull.reload and "
+                   "DIR/diffs instead of the paths in the main configuration.")
+@click.version_option(__version__, "-V", "--version", prog_name="ipvssync")
+def main(verbose: int, manage_unmanaged: bool, daemonize: bool, keep_diffs: bool,
+         maincfg: str | None, test_config: bool, once: bool, show_plan: bool,
+         as_ipvsadm: bool, folder: str | None) -> None:
+    cfg = _load_config(maincfg)
+    paths = SyncPaths.from_dir(folder) if folder else SyncPaths.from_maincfg(cfg)
+    if test_config:
+        sys.exit(_check(paths))
+    if show_plan:
+        sys.exit(_plan(paths, manage_unmanaged, as_ipvsadm))
+    level = verbosity_level(verbose, cfg.ipvssync_logging)
+    if daemonize:
+        from ..daemonize import daemonize as detach
+
+        detach(None)
+    destination = cfg.ipvssync_log if daemonize else "stderr"
+    try:
+        log = setup_logging("ipvssync", level=level, destination=destination,
+                            use_syslog=cfg.use_syslog, syslog_timestamp=cfg.use_tm_in_syslog)
+    except OSError as exc:
+        _report_failure(daemonize, f"cannot open the log file {destination}: {exc.strerror}")
+        return
+    sys.exit(_run(paths, cfg, log, manage_unmanaged, keep_diffs, once, daemonize))
+
+
+def _report_failure(daemonized: bool, message: str) -> None:
+    if daemonized:
+        from ..daemonize import report_failure
+
+        report_failure(message)
+    _fail(message)
+
+
+def _run(paths: SyncPaths, cfg: MainConfig, log: logging.Logger, manage_unmanaged: bool,
+         keep_diffs: bool, once: bool, daemonized: bool) -> int:
+    log.info("Starting ipvssync %s (%s, -u %s, -k %s)", __version__, paths.full_sync_file,
+             "on" if manage_unmanaged else "off", "on" if keep_diffs else "off")
+    try:
+        kernel: Kernel = open_kernel()
+    except (IPVSUnavailable, KernelError) as exc:
+        log.error("%s", exc)
+        if daemonized or not log.handlers or log.level > logging.ERROR:
+            _report_failure(daemonized, str(exc))
+        return 1
+    settings = Settings(paths, manage_unmanaged, keep_diffs, cfg.ipvssync_poll_ms / 1000,
+                        float(cfg.ipvssync_interval))
+    syncer = Syncer(settings, kernel, log)
+    with kernel:
+        if once:
+            return 0 if syncer.once() else 1
+        stop = _Stop()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+        def hup(signum: int, frame: FrameType | None) -> None:
+            syncer.hup = True
+
+        signal.signal(signal.SIGHUP, hup)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: reopen(log))
+        if daemonized:
+            from ..daemonize import report_ready
+
+            report_ready()
+        while not stop.event.is_set():
+            try:
+                syncer.step()
+            except KernelError as exc:
+                log.error("%s; trying again in %s s", exc, settings.interval)
+                stop.event.wait(settings.interval)
+            stop.event.wait(settings.poll)
+    log.info("ipvssync stopped")
+    return 0
