@@ -37,13 +37,13 @@ def real_state_word(r: RealState) -> str:
     removed (rstate DOWN), or unknown (not tested yet)."""
     if r.rstate == "DOWN":
         return "removed"
+    if r.rstate == "OFFLINE":
+        return "drained"  # the operator's word first, as HAProxy shows MAINT over DOWN
     if not (r.tested or r.virtual.tested):
         return "unknown"
     if not r.online:
         return "down"
-    if r.rstate == "OFFLINE" or r.weight == 0:
-        return "drained"
-    return "up"
+    return "drained" if r.weight == 0 else "up"
 
 
 def real_view(index: int, r: RealState) -> dict[str, Any]:

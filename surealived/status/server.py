@@ -1,0 +1,139 @@
+"""The HTTP status server (aiohttp), a daemon Component; off unless ``status_listen`` is set.
+
+Endpoints, all read-only:
+* ``/metrics``: Prometheus text (``metrics.py``);
+* ``/status``: the whole state as JSON (``views.status_view``) plus engine and process figures;
+* ``/ready``: 200 once every real has been tested at least once, else 503 saying how many are
+  left (for keepalived-style "do not take traffic before the checks know" gates);
+* ``/``: the status page (``page.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..control.process import read_process_info
+from . import metrics, page
+from .views import status_view, untested_count
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+log = logging.getLogger("surealived.status")
+
+try:
+    VERSION = metadata.version("surealived")
+except metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "unknown"
+
+
+class StatusServer:
+    """The HTTP status endpoints as a daemon Component."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self.daemon: Any = None
+        self.clock = clock
+        self.history = metrics.CheckHistory()
+        self.runner: web.AppRunner | None = None
+        self.bound: tuple[str, int] | None = None
+
+    # -- component --
+    async def start(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        listen = daemon.maincfg.status_listen
+        self.bound = listen
+        if listen is None:
+            return
+        daemon.state.round_listeners.append(self.history.on_round)
+        host, port = listen
+        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        try:
+            await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.runner = None
+            log.error("Unable to bind the status server to [%s:%d]: %s", host, port,
+                      exc.strerror or exc)
+            raise
+        log.info("Status server on http://%s/ (metrics, status, ready)", self.url_host)
+
+    async def reloaded(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        if daemon.maincfg.status_listen != self.bound:
+            await self.stop(daemon)
+            await self.start(daemon)
+
+    async def stop(self, daemon: Daemon) -> None:
+        listeners = daemon.state.round_listeners
+        if self.history.on_round in listeners:
+            listeners.remove(self.history.on_round)
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound address (the real port when the configured one was 0)."""
+        assert self.runner is not None
+        addr = self.runner.addresses[0]
+        return addr[0], addr[1]
+
+    @property
+    def url_host(self) -> str:
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    # -- http --
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.handle_page)
+        app.router.add_get("/status", self.handle_status)
+        app.router.add_get("/ready", self.handle_ready)
+        app.router.add_get("/metrics", self.handle_metrics)
+        return app
+
+    def figures(self) -> metrics.Figures:
+        d = self.daemon
+        process = read_process_info()
+        return metrics.Figures(
+            now=self.clock(),
+            version=VERSION,
+            loop=str(getattr(d, "loop_name", "")),
+            engine=metrics.engine_figures(getattr(d, "engine", None)),
+            last_snapshot=metrics.last_snapshot_of(getattr(d, "components", ())),
+            cpu_seconds=process.user_time + process.system_time,
+            resident_bytes=process.memory_kb("RSS") * 1024,
+            open_fds=process.fd_used,
+        )
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        text = metrics.render(self.daemon.state, self.history, self.figures())
+        return web.Response(body=text.encode(), headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def handle_status(self, request: web.Request) -> web.Response:
+        fig = self.figures()
+        data = status_view(self.daemon.state, fig.now)
+        data["engine"] = dict(fig.engine)
+        data["last_snapshot"] = fig.last_snapshot
+        data["version"] = fig.version
+        return web.json_response(data)
+
+    async def handle_ready(self, request: web.Request) -> web.Response:
+        state = self.daemon.state
+        left = untested_count(state)
+        total = sum(len(v.reals) for v in state.virtuals)
+        if left:
+            return web.Response(status=503, text=f"not ready: {left} of {total} reals not "
+                                                 "tested yet\n")
+        return web.Response(text=f"ready: all {total} reals tested\n")
+
+    async def handle_page(self, request: web.Request) -> web.Response:
+        return web.Response(text=page.render(self.daemon.state, self.clock()),
+                            content_type="text/html")
