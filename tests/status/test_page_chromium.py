@@ -68,7 +68,7 @@ def status_server() -> tuple[StatusServer, SimpleNamespace]:
 
 
 async def test_page_renders_in_chromium() -> None:
-    server, daemon = status_server()
+    server, _ = status_server()
     runner, url = await serve(server.app())
     try:
         dom = await dump_dom(url)
