@@ -28,6 +28,7 @@ def build(daemon: Daemon) -> list[Component]:
     from .persist.component import PersistComponent
     from .sdnotify import SystemdNotifier
     from .statslog import StatsLogComponent
+    from .status.server import StatusServer
     from .sync.component import SyncComponent
 
     components: list[Component] = []
@@ -37,5 +38,6 @@ def build(daemon: Daemon) -> list[Component]:
     components.append(SyncComponent())  # forced snapshot + reload flag, after the restores
     components.append(StatsLogComponent())
     components.append(ControlServer())
+    components.append(StatusServer())  # only listens when status_listen is set
     components.append(SystemdNotifier())  # keep last: READY=1 once the others are up
     return components
