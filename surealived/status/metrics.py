@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,8 +255,14 @@ def engine_figures(engine: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(metrics).items() if not k.startswith("_")}
 
 
-def last_snapshot_of(components: Iterable[Any]) -> float | None:
-    """The newest ``last_snapshot`` (epoch seconds) any component exposes, if one does."""
-    times = [getattr(c, "last_snapshot", None) for c in components]
-    found = [float(t) for t in times if isinstance(t, int | float) and t]
+def last_snapshot_of(components: Iterable[Any], now: float) -> float | None:
+    """When (epoch seconds) the newest full snapshot was written, from the ``last_snapshot`` a
+    component exposes. The sync component keeps it on the monotonic clock; a value that cannot
+    be an epoch time (before 2001) is taken as monotonic and converted."""
+    found = []
+    for component in components:
+        value = getattr(component, "last_snapshot", None)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value:
+            continue
+        found.append(float(value) if value > 1e9 else now - (time.monotonic() - value))
     return max(found) if found else None

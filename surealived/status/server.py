@@ -101,12 +101,13 @@ class StatusServer:
     def figures(self) -> metrics.Figures:
         d = self.daemon
         process = read_process_info()
+        now = self.clock()
         return metrics.Figures(
-            now=self.clock(),
+            now=now,
             version=VERSION,
             loop=str(getattr(d, "loop_name", "")),
             engine=metrics.engine_figures(getattr(d, "engine", None)),
-            last_snapshot=metrics.last_snapshot_of(getattr(d, "components", ())),
+            last_snapshot=metrics.last_snapshot_of(getattr(d, "components", ()), now),
             cpu_seconds=process.user_time + process.system_time,
             resident_bytes=process.memory_kb("RSS") * 1024,
             open_fds=process.fd_used,

@@ -27,7 +27,7 @@ class FakeMetrics:
 
 
 class FakeSync:
-    last_snapshot = 990.0
+    last_snapshot = 1_700_000_000.0
 
 
 def stand_in(state: DaemonState) -> SimpleNamespace:
@@ -52,7 +52,7 @@ def finish_round(state: DaemonState, vindex: int, results: list[Result],
 @pytest_asyncio.fixture
 async def served() -> AsyncIterator[tuple[Any, StatusServer, str]]:
     daemon = stand_in(make_state())
-    server = StatusServer(clock=lambda: 1000.0)
+    server = StatusServer(clock=lambda: 1_700_000_010.0)
     await server.start(daemon)
     try:
         yield daemon, server, f"http://{server.url_host}"
@@ -134,6 +134,15 @@ def test_reason_labels_are_bounded() -> None:
     assert metrics.CheckHistory().reason_label(False, "\x00\x01: x") == "unknown"
 
 
+def test_snapshot_time_on_either_clock() -> None:
+    import time
+
+    mono = SimpleNamespace(last_snapshot=time.monotonic() - 30)
+    assert abs(metrics.last_snapshot_of([mono], 5000.0) - 4970.0) < 5
+    assert metrics.last_snapshot_of([FakeSync(), object()], 5000.0) == 1_700_000_000.0
+    assert metrics.last_snapshot_of([SimpleNamespace(last_snapshot=0.0)], 5000.0) is None
+
+
 def test_metrics_without_engine_figures() -> None:
     state = make_state()
     text = metrics.render(state, metrics.CheckHistory(), metrics.Figures(now=0.0))
@@ -153,7 +162,7 @@ async def test_status_json(served: tuple[Any, StatusServer, str]) -> None:
     assert web["name"] == "web" and web["id"] == "tcp:10.1.1.2:80"
     assert [(r["name"], r["state"], r["last_reason"]) for r in web["reals"]] == [
         ("h1", "up", ""), ("h2", "down", "HTTP 503")]
-    assert data["engine"]["inflight"] == 3 and data["last_snapshot"] == 990.0
+    assert data["engine"]["inflight"] == 3 and data["last_snapshot"] == 1_700_000_000.0
 
 
 @pytest.mark.asyncio
