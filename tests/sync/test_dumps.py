@@ -181,7 +181,7 @@ def test_restart_restores_overrides_offline_reals_and_stats(tmp_path):
     assert not check(second, b2, True)
     assert check(second, b2, True)
     assert a2.stats.total == 1 and a2.stats.sum_total_us == 4000
-    assert [r.reals for r in stats_entries(second)][0][0].sum_us == saved_stats[0].reals[0].sum_us
+    assert next(r.reals for r in stats_entries(second))[0].sum_us == saved_stats[0].reals[0].sum_us
 
 
 def test_no_dumpfile_neither_reads_nor_writes_offline(tmp_path):
