@@ -116,16 +116,17 @@ class DnsTester(Tester):
         qtype = self.settings["qtype"]
         sock = await probe.datagram()
         await sock.send(encode_query(qid, self.settings["request"], QTYPES[qtype]))
-        for _ in range(8):  # skip stray datagrams (an old reply) until the deadline
-            try:
-                rid, flags, rcode, answers = decode_reply(
-                    await sock.receive(4096, what=f"the {qtype.upper()} reply"))
-            except ValueError as exc:
-                raise ProbeError(str(exc)) from None
-            if rid == qid and flags & 0x8000:
+        want = qid.to_bytes(2, "big")
+        for _ in range(8):  # skip stray datagrams (say, a late reply to an old query)
+            data = await sock.receive(4096, what=f"the {qtype.upper()} reply")
+            if data[:2] == want and len(data) > 2 and data[2] & 0x80:
                 break
         else:
             raise ProbeError("no reply with the query's ID")
+        try:
+            _, _, rcode, answers = decode_reply(data)
+        except ValueError as exc:
+            raise ProbeError(str(exc)) from None
         if rcode:
             return Result.down(f"rcode {RCODES.get(rcode, rcode)}")
         if not answers:

@@ -28,6 +28,28 @@ async def _tail(stream: asyncio.StreamReader | None) -> bytes:
     return kept
 
 
+async def _exited(pid: int) -> None:
+    """Wait for the program itself to exit (``proc.wait()`` also waits for its pipes to close,
+    which a child left in the background can hold open)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 def _last_line(data: bytes) -> str:
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return lines[-1][:200] if lines else ""
@@ -53,7 +75,7 @@ class ExecTester(Tester):
         out_task = asyncio.ensure_future(_tail(proc.stdout))
         err_task = asyncio.ensure_future(_tail(proc.stderr))
         try:
-            status = await proc.wait()
+            await _exited(proc.pid)
         finally:  # at exit or at the deadline, whatever it left behind goes with it
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -62,6 +84,7 @@ class ExecTester(Tester):
             if not out_task.done() or not err_task.done():
                 await asyncio.shield(asyncio.wait([out_task, err_task]))
         out, err = out_task.result(), err_task.result()
+        status = await proc.wait()
         for label, data in (("stdout", out), ("stderr", err)):
             if data:
                 probe.note(f"{label}:\n" + data.decode("utf-8", "replace"))

@@ -240,11 +240,11 @@ async def bad_tcp_server(mode: str, host: str = "127.0.0.1", *,
         handlers.add(task)
         try:
             await _misbehave(mode, reply, reader, writer)
+            writer.close()  # a FIN (the request was read: no RST for unread data)
         except (ConnectionError, asyncio.CancelledError):
-            pass
+            writer.transport.abort()
         finally:
             handlers.discard(task)
-            writer.transport.abort()
 
     server = await asyncio.start_server(serve, host, 0)
     try:
@@ -266,10 +266,11 @@ async def _misbehave(mode: str, reply: bytes, reader: asyncio.StreamReader,
     if mode == "reset":
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-        return
-    if mode == "close":
+        writer.transport.abort()
         return
     await reader.read(65536)  # the request (or the ClientHello)
+    if mode == "close":
+        return
     if mode == "http":
         writer.write(reply)
     elif mode == "close_mid":
@@ -293,22 +294,21 @@ async def _misbehave(mode: str, reply: bytes, reader: asyncio.StreamReader,
 async def bad_udp_server(mode: str, host: str = "127.0.0.1") -> AsyncIterator[int]:
     """A UDP server that answers DNS queries wrongly; yields its port.
 
-    silent: never answers. garbage: answers junk. wrong_id: a reply with another ID (and no
-    right one). truncated_header: 5 bytes."""
+    silent: never answers. garbage: the query's ID, then junk. wrong_id: a reply with another
+    ID (and no right one). truncated_header: a reply of 5 bytes."""
 
     class Protocol(asyncio.DatagramProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport
+            self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
 
         def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-            assert isinstance(self.transport, asyncio.DatagramTransport)
             if mode == "garbage":
-                self.transport.sendto(b"\xff" * 40, addr)
+                self.transport.sendto(data[:2] + b"\xff" * 40, addr)
             elif mode == "wrong_id":
-                wrong = bytes([data[0] ^ 0xFF, data[1]]) + b"\x84\x00\0\x01\0\x01\0\0\0\0"
+                wrong = bytes([data[0] ^ 0xFF, data[1]]) + b"\x84\x00\0\x01\0\0\0\0\0\0"
                 self.transport.sendto(wrong + data[12:], addr)
             elif mode == "truncated_header":
-                self.transport.sendto(data[:5], addr)
+                self.transport.sendto(data[:2] + b"\x84\x00\x00", addr)
 
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, 0))

@@ -92,7 +92,8 @@ def describe_oserror(step: str, exc: OSError) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"{step}: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        return f"{step}: {exc.reason or exc.strerror or exc}".lower()
+        text = str(exc.reason or exc.strerror or exc).lower().replace("_", " ")
+        return f"{step}: {text}"
     # asyncio's sock_connect replaces strerror with "Connect call failed (...)": prefer errno.
     text = (os.strerror(exc.errno) if exc.errno else "") or exc.strerror or str(exc) or repr(exc)
     return f"{step}: {text[:1].lower()}{text[1:]}"

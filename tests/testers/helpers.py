@@ -1,0 +1,27 @@
+"""Run one check of one built-in tester against a loopback server, as the engine would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from surealived.attrs import convert, default_of
+from surealived.engine.probe import Transcript, run_check
+from surealived.engine.state import CheckTiming
+from surealived.model import FrozenOptions
+from surealived.tester_api import Result, Target, Tester
+
+
+def settings(cls: type[Tester], **text: str) -> FrozenOptions:
+    """The tester's options as the XML reader builds them from attribute text."""
+    values = {a.name: convert(a, text[a.name], "/") if a.name in text else default_of(a, "/")
+              for a in cls.attributes}
+    return FrozenOptions(values)
+
+
+async def check(cls: type[Tester], port: int, addr: str = "127.0.0.1", *, timeout: float = 3.0,
+                transcript: Transcript | None = None, target: dict[str, Any] | None = None,
+                **text: str) -> tuple[Result, CheckTiming]:
+    options = settings(cls, **text)
+    tgt = Target(addr=addr, port=port, rname="r1", rport=80, vname="v1", vaddr="192.0.2.1",
+                 vport=80, vproto="tcp", vfwmark=0, timeout=timeout, **(target or {}))
+    return await run_check(cls(options), tgt, options, transcript=transcript)
