@@ -12,14 +12,15 @@ from __future__ import annotations
 import platform
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ..engine.state import RSTATES, DaemonState, RealState, RoundReport
 from .views import real_id, untested_count, virtual_id
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0)  # coarse: nine series per real
 MAX_REASONS = 32
 _NOT_LABEL = re.compile(r"[^a-z0-9 ._/-]+")
 RealKey = tuple[tuple[str, int, str, int], tuple[str, int]]
@@ -105,14 +106,21 @@ class Figures:
     open_fds: int = 0
 
 
+CHUNK = 5000  # lines per chunk: the server yields to the event loop between chunks
+
+
 def render(state: DaemonState, history: CheckHistory, fig: Figures) -> str:
+    return "".join(render_chunks(state, history, fig))
+
+
+def render_chunks(state: DaemonState, history: CheckHistory, fig: Figures) -> Iterator[str]:
+    """The exposition in pieces of about ``CHUNK`` lines (each family stays contiguous)."""
     out: list[str] = []
     reals = [(v, r) for v in state.virtuals for r in v.reals]
-    labels = []
-    for v, r in reals:
-        labels.append(f'virtual="{escape(virtual_id(v))}",vname="{escape(v.config.name)}",'
-                      f'real="{escape(real_id(r))}",rname="{escape(r.config.name)}"')
-    pairs = list(zip((r for _, r in reals), labels, strict=True))
+    # Two short identity labels on every per-real series; names and tester are on
+    # surealived_real_info (join with group_left), which keeps 20,000 reals affordable.
+    pairs = [(r, f'virtual="{escape(virtual_id(v))}",real="{escape(real_id(r))}"')
+             for v, r in reals]
 
     _family(out, "surealived_build_info", "gauge", "Version of surealived and its runtime.")
     out.append(f'surealived_build_info{{version="{escape(fig.version)}",'
@@ -130,52 +138,67 @@ def render(state: DaemonState, history: CheckHistory, fig: Figures) -> str:
     out.append(f"surealived_reals_untested {untested}")
     _family(out, "surealived_ready", "gauge", "1 once every real has been tested.")
     out.append(f"surealived_ready {1 if untested == 0 else 0}")
-
-    _per_real(out, pairs, history)
     _counters(out, state)
     _engine(out, fig)
-    return "\n".join(out) + "\n"
+    yield "\n".join(out) + "\n"
+    lines = _per_real(pairs, history)
+    while chunk := list(islice(lines, CHUNK)):
+        yield "\n".join(chunk) + "\n"
 
 
-def _per_real(out: list[str], pairs: list[tuple[RealState, str]], history: CheckHistory) -> None:
-    _family(out, "surealived_real_up", "gauge", "Test state of the real (ronline).")
-    out.extend(f"surealived_real_up{{{lab}}} {1 if r.online else 0}" for r, lab in pairs)
-    _family(out, "surealived_real_rstate", "gauge",
-            "Administrative state of the real (rstate), one series per state.")
+def _per_real(pairs: list[tuple[RealState, str]], history: CheckHistory) -> Iterator[str]:
+    """Per-real families, line by line (the caller cuts them into chunks)."""
+    yield from _help("surealived_real_info", "gauge", "Names and tester of each real (value 1).")
+    for r, lab in pairs:
+        v = r.virtual.config
+        yield (f'surealived_real_info{{{lab},vname="{escape(v.name)}",'
+               f'rname="{escape(r.config.name)}",tester="{escape(v.tester.proto)}"}} 1')
+    yield from _help("surealived_real_up", "gauge", "Test state of the real (ronline).")
+    for r, lab in pairs:
+        yield f"surealived_real_up{{{lab}}} {1 if r.online else 0}"
+    yield from _help("surealived_real_rstate", "gauge",
+                     "Administrative state of the real (rstate), one series per state.")
     for r, lab in pairs:
         for rstate in RSTATES:
-            out.append(f'surealived_real_rstate{{{lab},rstate="{rstate}"}} '
-                       f'{1 if r.rstate == rstate else 0}')
-    _family(out, "surealived_real_weight", "gauge", "Effective IPVS weight (currwgt).")
-    out.extend(f"surealived_real_weight{{{lab}}} {r.weight}" for r, lab in pairs)
-    _family(out, "surealived_real_config_weight", "gauge", "Weight in the XML (confwgt).")
-    out.extend(f"surealived_real_config_weight{{{lab}}} {r.config.weight}" for r, lab in pairs)
-    _family(out, "surealived_real_last_check_timestamp_seconds", "gauge",
-            "When the last check of the real started (0: never).")
-    out.extend(f"surealived_real_last_check_timestamp_seconds{{{lab}}} {_num(r.last_check)}"
-               for r, lab in pairs)
-    _family(out, "surealived_real_check_duration_seconds", "histogram",
-            "Duration of the real's checks since start.")
+            yield (f'surealived_real_rstate{{{lab},rstate="{rstate}"}} '
+                   f"{1 if r.rstate == rstate else 0}")
+    yield from _help("surealived_real_weight", "gauge", "Effective IPVS weight (currwgt).")
+    for r, lab in pairs:
+        yield f"surealived_real_weight{{{lab}}} {r.weight}"
+    yield from _help("surealived_real_config_weight", "gauge", "Weight in the XML (confwgt).")
+    for r, lab in pairs:
+        yield f"surealived_real_config_weight{{{lab}}} {r.config.weight}"
+    name = "surealived_real_last_check_timestamp_seconds"
+    yield from _help(name, "gauge", "When the last check of the real started (0: never).")
+    for r, lab in pairs:
+        yield f"{name}{{{lab}}} {_num(r.last_check)}"
+    name = "surealived_real_check_duration_seconds"
+    yield from _help(name, "histogram", "Duration of the real's checks since start.")
     bounds = [_num(b) for b in BUCKETS]
     for r, lab in pairs:
         h = history.reals.get(real_key(r))
         if h is None:
             continue
-        name = "surealived_real_check_duration_seconds"
         for bound, count in zip(bounds, h.buckets, strict=True):
-            out.append(f'{name}_bucket{{{lab},le="{bound}"}} {count}')
-        out.append(f'{name}_bucket{{{lab},le="+Inf"}} {h.count}')
-        out.append(f"{name}_sum{{{lab}}} {_num(h.total)}")
-        out.append(f"{name}_count{{{lab}}} {h.count}")
-    _family(out, "surealived_real_checks_total", "counter",
-            "Check results of the real by result and reason (reasons bounded, then 'other').")
+            yield f'{name}_bucket{{{lab},le="{bound}"}} {count}'
+        yield f'{name}_bucket{{{lab},le="+Inf"}} {h.count}'
+        yield f"{name}_sum{{{lab}}} {_num(h.total)}"
+        yield f"{name}_count{{{lab}}} {h.count}"
+    yield from _help("surealived_real_checks_total", "counter",
+                     "Check results of the real by result and reason (reasons bounded, "
+                     "then 'other').")
     for r, lab in pairs:
         h = history.reals.get(real_key(r))
         if h is None:
             continue
-        for (result, reason), count in h.results.items():
-            out.append(f'surealived_real_checks_total{{{lab},result="{result}",'
-                       f'reason="{escape(reason)}"}} {count}')
+        for (result, reason), count in list(h.results.items()):
+            yield (f'surealived_real_checks_total{{{lab},result="{result}",'
+                   f'reason="{escape(reason)}"}} {count}')
+
+
+def _help(name: str, kind: str, help_text: str) -> Iterator[str]:
+    yield f"# HELP {name} {help_text}"
+    yield f"# TYPE {name} {kind}"
 
 
 def _counters(out: list[str], state: DaemonState) -> None:

@@ -10,8 +10,11 @@ Endpoints, all read-only:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 log = logging.getLogger("surealived.status")
+CACHE_MAX_S = 2.0
 
 try:
     VERSION = metadata.version("surealived")
@@ -41,6 +45,7 @@ class StatusServer:
         self.history = metrics.CheckHistory()
         self.runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
+        self.cache: dict[str, tuple[float, str]] = {}  # path -> (monotonic expiry, body)
 
     # -- component --
     async def start(self, daemon: Daemon) -> None:
@@ -113,18 +118,43 @@ class StatusServer:
             open_fds=process.fd_used,
         )
 
-    async def handle_metrics(self, request: web.Request) -> web.Response:
-        text = metrics.render(self.daemon.state, self.history, self.figures())
-        return web.Response(body=text.encode(), headers={
+    async def handle_metrics(self, request: web.Request) -> web.StreamResponse:
+        # Streamed in chunks, yielding to the event loop between them: at 20,000 reals the
+        # whole text takes a few hundred ms to build, which must not delay the checks.
+        response = web.StreamResponse(headers={
             "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        response.enable_compression()
+        await response.prepare(request)
+        for chunk in metrics.render_chunks(self.daemon.state, self.history, self.figures()):
+            await response.write(chunk.encode())
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
 
-    async def handle_status(self, request: web.Request) -> web.Response:
+    def cached(self, key: str, build: Callable[[], str]) -> str:
+        """Share a render between viewers for ten times as long as it took to build (at most
+        ``CACHE_MAX_S``): free for a small setup, and at 20,000 reals a page per viewer per
+        refresh no longer costs the event loop a render each."""
+        now = time.monotonic()
+        hit = self.cache.get(key)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        body = build()
+        took = time.monotonic() - now
+        self.cache[key] = (now + min(CACHE_MAX_S, 10 * took), body)
+        return body
+
+    def status_json(self) -> str:
         fig = self.figures()
         data = status_view(self.daemon.state, fig.now)
         data["engine"] = dict(fig.engine)
         data["last_snapshot"] = fig.last_snapshot
         data["version"] = fig.version
-        return web.json_response(data)
+        return json.dumps(data)
+
+    async def handle_status(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.cached("status", self.status_json),
+                            content_type="application/json")
 
     async def handle_ready(self, request: web.Request) -> web.Response:
         state = self.daemon.state
@@ -136,5 +166,5 @@ class StatusServer:
         return web.Response(text=f"ready: all {total} reals tested\n")
 
     async def handle_page(self, request: web.Request) -> web.Response:
-        return web.Response(text=page.render(self.daemon.state, self.clock()),
-                            content_type="text/html")
+        text = self.cached("page", lambda: page.render(self.daemon.state, self.clock()))
+        return web.Response(text=text, content_type="text/html")

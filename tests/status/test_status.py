@@ -90,8 +90,8 @@ async def test_metrics_parse_and_say_what_happened(
     status, ctype, text = await get(f"{base}/metrics")
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    h1 = {"virtual": "tcp:10.1.1.2:80", "vname": "web", "real": "127.0.0.1:80", "rname": "h1"}
-    h2 = {**h1, "real": "127.0.0.2:81", "rname": "h2"}
+    h1 = {"virtual": "tcp:10.1.1.2:80", "real": "127.0.0.1:80"}
+    h2 = {**h1, "real": "127.0.0.2:81"}
 
     def value(family: str, sample: str, **labels: str) -> float:
         for s in families[family].samples:
@@ -103,13 +103,14 @@ async def test_metrics_parse_and_say_what_happened(
     assert value("surealived_real_up", "surealived_real_up", **h2) == 0
     assert value("surealived_real_weight", "surealived_real_weight", **h2) == 0
     assert value("surealived_real_weight", "surealived_real_weight", **h1) == 10
-    s1 = {"virtual": "tcp:[2001:db8::1]:443", "vname": "web6", "real": "[2001:db8::10]:443",
-          "rname": "s1"}
+    s1 = {"virtual": "tcp:[2001:db8::1]:443", "real": "[2001:db8::10]:443"}
+    assert value("surealived_real_info", "surealived_real_info", **s1, vname="web6", rname="s1",
+                 tester="tcp") == 1
     assert value("surealived_real_rstate", "surealived_real_rstate", **s1, rstate="OFFLINE") == 1
     assert value("surealived_real_rstate", "surealived_real_rstate", **s1, rstate="ONLINE") == 0
     hist = "surealived_real_check_duration_seconds"
     assert value(hist, f"{hist}_count", **h1) == 2
-    assert value(hist, f"{hist}_bucket", **h1, le="0.025") == 2
+    assert value(hist, f"{hist}_bucket", **h1, le="0.05") == 2
     assert value(hist, f"{hist}_bucket", **h1, le="0.01") == 0
     checks = "surealived_real_checks"
     assert value(checks, f"{checks}_total", **h2, result="down",
