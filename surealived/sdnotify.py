@@ -133,6 +133,25 @@ async def feed_watchdog(timeout: float, *, tick: float | None = None,
         last_ping = loop.time()
 
 
+class WatchdogPinger:
+    """The watchdog for a synchronous main loop (ipvssync): call ``tick()`` once per pass;
+    it sends ``WATCHDOG=1`` at most every ``timeout / 2``, so a pass that hangs is restarted."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.timeout = watchdog_interval(environ)
+        self.last = float("-inf")
+
+    def tick(self) -> bool:
+        """True when a ping was sent."""
+        if self.timeout is None:
+            return False
+        now = time.monotonic()
+        if now - self.last < self.timeout / 2:
+            return False
+        self.last = now
+        return sd_notify("WATCHDOG=1")
+
+
 def status_text(daemon: Daemon) -> str:
     """``STATUS=``: virtuals, reals up of all, and how many are still untested."""
     state = daemon.state

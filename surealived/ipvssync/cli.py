@@ -8,6 +8,7 @@ prints the operations, and a folder of files for trying it without a surealived.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ from types import FrameType
 
 import click
 
-from .. import __version__
+from .. import __version__, sdnotify
 from ..errors import ConfigErrors
 from ..logsetup import reopen, setup_logging, verbosity_level
 from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
@@ -202,12 +203,16 @@ def _run(paths: SyncPaths, cfg: MainConfig, log: logging.Logger, manage_unmanage
             from ..daemonize import report_ready
 
             report_ready()
+        sdnotify.sd_notify("READY=1", f"MAINPID={os.getpid()}")  # under systemd: Type=notify
+        watchdog = sdnotify.WatchdogPinger()
         while not stop.event.is_set():
+            watchdog.tick()
             try:
                 syncer.step()
             except KernelError as exc:
                 log.error("%s; trying again in %s s", exc, settings.interval)
                 stop.event.wait(settings.interval)
             stop.event.wait(settings.poll)
+    sdnotify.sd_notify("STOPPING=1")
     log.info("ipvssync stopped")
     return 0
