@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,6 +189,9 @@ class BackgroundSaver:
 
     def _write(self, path: str, text: str) -> None:
         try:
+            folder = os.path.dirname(path)
+            if folder and not os.path.isdir(folder):
+                os.makedirs(folder, mode=0o755, exist_ok=True)
             atomic_write(path, text)
         except OSError as exc:
             self.log.warning("Cannot write %s: %s", path, exc.strerror)
