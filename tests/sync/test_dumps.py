@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from surealived.engine.state import CheckTiming, DaemonState
+from surealived.engine.state import CheckTiming, DaemonState, RoundReport
 from surealived.engine.weights import WeightSpec
 from surealived.maincfg import MainConfig
 from surealived.persist.component import PersistComponent, stats_entries
@@ -222,3 +222,28 @@ def test_unknown_and_rstate_only_entries(tmp_path, caplog):
     assert (tmp_path / "override.dump").read_text() == (
         "192.0.2.1:80:0:0 - 10.0.0.2:80 - weight=10  rstate=DOWN\n")
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+
+
+def test_reload_gives_changed_reals_their_dumped_state(tmp_path):
+    """A real whose definition changed is new to the state after SIGHUP; like a restart, it
+    takes its override and offline state from the dumps. Unchanged reals keep theirs."""
+    state = state_of(XML)
+    comp = PersistComponent()
+    d = FakeDaemon(state, cfg(tmp_path))
+
+    async def scenario() -> None:
+        await comp.start(d)
+        a, b, _c = state.virtuals[0].reals
+        state.set_admin(a, rstate="OFFLINE", override=WeightSpec(3))
+        for _ in range(3):
+            check(state, b, False)
+        comp.on_round(RoundReport(state.virtuals[0], 0.0, 0.0, ()))
+        state.load(state_of(XML.replace('weight="10"/>', 'weight="12"/>')).config, keep=True)
+        a2, b2, c2 = state.virtuals[0].reals
+        assert (a2.rstate, a2.override, b2.online) == ("ONLINE", None, True)  # fresh reals
+        await comp.reloaded(d)
+        assert (a2.rstate, a2.override) == ("OFFLINE", WeightSpec(3))
+        assert not b2.online and c2.online
+        await comp.stop(d)
+
+    run(scenario())
