@@ -144,6 +144,14 @@ class DiffTail:
     switched: bool = False  # set when the chain moved to a new file (cleanup may run)
     blocked: str = ""  # a DIFF link whose file does not exist (yet)
     _ino: tuple[int, int] | None = field(default=None, repr=False)
+    _mark: bytes = field(default=b"", repr=False)  # the bytes just before offset, as read
+    _seen: tuple[int, int, int, int] | None = field(default=None, repr=False)
+
+    def _read_mark(self) -> bytes:
+        start = max(0, self.offset - 128)
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            return handle.read(self.offset - start)
 
     def _open_identity(self) -> None:
         st = os.stat(self.path)
@@ -151,12 +159,7 @@ class DiffTail:
 
     def pending(self) -> bool:
         """Cheap check without the lock: is there anything new to read?"""
-        if self.blocked:
-            return True
-        try:
-            return os.stat(self.path).st_size != self.offset
-        except OSError:
-            return True
+        return self.blocked != "" or file_signature(self.path) != self._seen
 
     def problem(self) -> str:
         """Why the file being read can no longer be trusted ('' if it can)."""
@@ -170,12 +173,16 @@ class DiffTail:
             return f"diff file {self.path} was replaced by a new file of the same name"
         if st.st_size < self.offset:
             return f"diff file {self.path} was truncated"
+        # inode numbers are reused at once: also check that what was read is still there
+        if self._mark and self._read_mark() != self._mark:
+            return f"diff file {self.path} was rewritten"
         return ""
 
     def read(self) -> list[DiffEntry]:
         """New complete lines, following ``DIFF file=`` links; the links are not returned."""
         out: list[DiffEntry] = []
         for _ in range(10_000):  # bounded: a chain this long in one read means a loop
+            self._seen = file_signature(self.path)
             if self._ino is None:
                 self._open_identity()
             with open(self.path, "rb") as handle:
@@ -205,6 +212,7 @@ class DiffTail:
                     if target is None:
                         self.blocked = parsed.path
                         self.offset = position  # retry this link on the next read
+                        self._mark = self._read_mark()
                         return out
                     self.blocked = ""
                     moved_to = target
@@ -214,9 +222,11 @@ class DiffTail:
                 self.number = number
             if not moved_to:
                 self.offset = position
+                self._mark = self._read_mark()
                 return out
             self.path, self.offset, self.number = moved_to, 0, 0
             self._ino = None
+            self._mark = b""
             self.switched = True
         return out
 

@@ -172,6 +172,8 @@ def parse_snapshot(text: str, path: str) -> Snapshot:
         errors.append(ConfigError(path, line, message, attribute=attribute, valid=valid))
 
     lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()  # what follows the last newline is not a line
     if not text.strip():
         error(1, "empty snapshot: surealived writes at least a meta and a DIFF line")
         raise ConfigErrors(errors)
