@@ -117,12 +117,15 @@ def test_each_transition_runs_its_script_once_with_the_originals_arguments(tmp_p
         await settle(comp)
         check(state, r1, False)  # real notifier: r1 down
         end_round(state)  # 2 reals up, weight 20: still UP
+        await settle(comp)  # (scripts of different reals and virtuals may run concurrently)
         check(state, r2, False)
+        await settle(comp)
         end_round(state)  # 1 real up: DOWN
         end_round(state)
         await settle(comp)
         state.set_admin(r2, rstate="OFFLINE")  # rset: no real notifier
         check(state, r2, True)  # test up again, but OFFLINE: still 1 counted
+        await settle(comp)
         end_round(state)
         state.set_admin(r2, rstate="ONLINE", override=WeightSpec(5))  # 2 reals, weight 15
         end_round(state)  # UP again
@@ -212,3 +215,21 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return fields[0] not in ("Z", "X")
+
+
+def test_scripts_of_one_real_run_in_order(tmp_path):
+    state = state_of(xml(tmp_path))
+    d = FakeDaemon(state, MainConfig(notify_dump=str(tmp_path / "notify.dump")))
+    comp = NotifyComponent()
+    r1 = state.virtuals[0].reals[0]
+
+    async def scenario() -> None:
+        await comp.start(d)
+        for ok in (False, True, False, True, False):  # flaps faster than the scripts run
+            check(state, r1, ok)
+        await settle(comp)
+        await comp.stop(d)
+
+    asyncio.run(scenario())
+    assert [Path(c[0]).name for c in calls(tmp_path)] == ["rdown.sh", "rup.sh", "rdown.sh",
+                                                          "rup.sh", "rdown.sh"]
