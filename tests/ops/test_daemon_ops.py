@@ -175,23 +175,25 @@ def test_daemon_mode_with_a_broken_config_exits_1_in_the_foreground(project: Pro
     assert not project.pid_file.exists()
 
 
-def test_version():
+@pytest.mark.parametrize("program", ["surealived", "ipvssync"])
+def test_version(program):
     for option in ("--version", "-V"):
-        out = subprocess.run([str(BIN / "surealived"), option], capture_output=True, text=True,
+        out = subprocess.run([str(BIN / program), option], capture_output=True, text=True,
                              timeout=30)
         assert out.returncode == 0
-        assert out.stdout.strip() == f"surealived, version {__version__}"
+        assert out.stdout.strip() == f"{program}, version {__version__}"
 
 
+@pytest.mark.parametrize("program", ["surealived", "ipvssync"])
 @pytest.mark.parametrize("shell,marker", [("bash", "complete -o nosort -F"),
-                                          ("zsh", "#compdef surealived"),
-                                          ("fish", "complete --no-files --command surealived")])
-def test_completion_script(shell, marker):
-    env = {**os.environ, "_SUREALIVED_COMPLETE": f"{shell}_source"}
-    out = subprocess.run([str(BIN / "surealived")], env=env, capture_output=True, text=True,
+                                          ("zsh", "#compdef {program}"),
+                                          ("fish", "complete --no-files --command {program}")])
+def test_completion_script(program, shell, marker):
+    env = {**os.environ, f"_{program.upper()}_COMPLETE": f"{shell}_source"}
+    out = subprocess.run([str(BIN / program)], env=env, capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0, out.stderr
-    assert marker in out.stdout
+    assert marker.format(program=program) in out.stdout
 
 
 def test_completion_completes_options():

@@ -127,3 +127,17 @@ async def test_a_blocked_loop_starves_the_watchdog(tmp_path, monkeypatch, caplog
             assert await _pings(sock, 1) == 1
         finally:
             task.cancel()
+
+
+def test_sync_loop_watchdog_pings_at_most_every_half_timeout(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify")
+    with _listener(path) as sock:
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        pinger = sdnotify.WatchdogPinger({"WATCHDOG_USEC": "60000000"})
+        assert pinger.tick() is True
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        assert pinger.tick() is False  # 30 s have not passed
+        pinger.last -= 31
+        assert pinger.tick() is True
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    assert sdnotify.WatchdogPinger({}).tick() is False  # no watchdog asked for
