@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ControlError
 from .process import read_process_info
@@ -53,8 +53,8 @@ class ControlProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         limit = self.server.max_clients
@@ -63,7 +63,7 @@ class ControlProtocol(asyncio.Protocol):
                         self.peer, limit)
             self.send(error_lines(ControlError(
                 "cmd_connect", f"too many clients (limit {limit}); try again later")))
-            transport.close()
+            self.transport.close()
             return
         self.server.clients.add(self)
         self.touch()
@@ -171,7 +171,6 @@ class ControlServer:
         cfg = daemon.maincfg
         self.bound = (cfg.listen_addr, cfg.listen_port)
         loop = asyncio.get_running_loop()
-        log.info("Binding cmd interface to [%s:%d]", cfg.listen_addr, cfg.listen_port)
         try:
             self.server = await loop.create_server(
                 lambda: ControlProtocol(self), cfg.listen_addr, cfg.listen_port,
@@ -180,6 +179,8 @@ class ControlServer:
             log.error("Unable to bind to socket: [%s:%d] %s", cfg.listen_addr,
                       cfg.listen_port, exc.strerror or exc)
             raise
+        # After the bind, so that listen_port 0 logs the port it got.
+        log.info("Binding cmd interface to [%s:%d]", *self.address)
 
     async def reloaded(self, daemon: Daemon) -> None:
         self.daemon = daemon
