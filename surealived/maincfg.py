@@ -76,8 +76,7 @@ KEYS: tuple[Key, ...] = (
     Key("ipvssync_logging", "level", "ipvssync log threshold"),
     # Beyond the original.
     Key("snapshot_interval", "int", "seconds between full snapshots once all are tested", 1),
-    Key("status_listen", "listen",
-        "HTTP status ADDR:PORT or PORT (127.0.0.1) for metrics, JSON, page; off"),
+    Key("status_listen", "listen", "HTTP status ADDR:PORT (metrics, JSON, page); off"),
     Key("control_max_clients", "int", "simultaneous control-port clients", 1, 10_000),
     Key("control_idle_timeout", "int", "seconds before an idle control client is closed", 1),
     Key("max_inflight", "int", "checks in flight at once (0: derived from maxfd)"),
@@ -158,8 +157,6 @@ def _parse_bool(text: str) -> bool:
 def _parse_listen(text: str) -> tuple[str, int] | None:
     if text.lower() in ("off", "none", "no", "false"):
         return None
-    if text.isdigit():  # a bare port listens on loopback only
-        text = f"127.0.0.1:{text}"
     host, sep, port = text.rpartition(":")
     if not sep:
         raise ValueError("ADDR:PORT such as 127.0.0.1:9337 or [::1]:9337, or off")
@@ -214,7 +211,7 @@ _VALID_HINT = {
     "bool": "true, false, yes, no, on, off, 1, 0",
     "level": ", ".join(LOG_LEVELS),
     "addr": "an IPv4 or IPv6 address",
-    "listen": "ADDR:PORT, PORT (on 127.0.0.1) or off",
+    "listen": "ADDR:PORT or off",
     "modules": "'all' or a comma list of tester names",
 }
 
