@@ -178,3 +178,13 @@ async def test_page_renders_states(served: tuple[Any, StatusServer, str]) -> Non
     assert "HTTP 503 &lt;script&gt;" in text  # reasons are escaped
     assert '<tr class="removed"' not in text
     assert '<tr class="drained" id="web6/s1">' in text
+
+
+def test_status_listen_setting() -> None:
+    from surealived.maincfg import MainConfig, parse_maincfg
+
+    assert MainConfig().status_listen is None  # off by default
+    assert parse_maincfg("status_listen 127.0.0.1:9337\n", "/x.cfg").status_listen == (
+        "127.0.0.1", 9337)
+    assert parse_maincfg("status_listen [::1]:9337\n", "/x.cfg").status_listen == ("::1", 9337)
+    assert parse_maincfg("status_listen off\n", "/x.cfg").status_listen is None
