@@ -281,7 +281,9 @@ def parse_config_bytes(data: bytes, path: str, registry: Registry) -> Config:
     try:
         root = etree.fromstring(data, parser=parser, base_url=path)
     except etree.XMLSyntaxError as exc:
-        raise ConfigErrors([ConfigError(path, exc.lineno or 0, f"malformed XML: {exc.msg}")]
+        # libxml2 quotes the document in some messages: keep the error on one output line
+        message = exc.msg.replace("\r", "\\r").replace("\n", "\\n")
+        raise ConfigErrors([ConfigError(path, exc.lineno or 1, f"malformed XML: {message}")]
                            ) from None
     reader = _Reader(path, registry)
     virtuals = reader.document(root)

@@ -48,6 +48,7 @@ class ControlProtocol(asyncio.Protocol):
         self.pending: deque[str] = deque()
         self.writing_paused = False
         self.eof = False
+        self.discarding = False  # after a line too long: input is dropped until the close
         # idleness
         self.idle_timer: asyncio.TimerHandle | None = None
 
@@ -69,6 +70,8 @@ class ControlProtocol(asyncio.Protocol):
         self.touch()
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return
         self.touch()
         try:
             self.pending.extend(self.reader.feed(data))
@@ -78,9 +81,20 @@ class ControlProtocol(asyncio.Protocol):
             self.pending.clear()
             self.send(error_lines(ControlError(
                 "", f"Invalid request! line longer than {MAX_LINE} bytes; closing")))
-            self.close()
+            self.close_after_discard()
             return
         self.run_pending()
+
+    def close_after_discard(self) -> None:
+        # Closing with unread input makes the kernel send a reset, and the client loses the
+        # error line: send FIN after it, swallow what is still coming, close soon after.
+        assert self.transport is not None
+        if not self.transport.can_write_eof():
+            self.close()
+            return
+        self.discarding = True
+        self.transport.write_eof()
+        asyncio.get_running_loop().call_later(2.0, self.close)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -94,6 +108,8 @@ class ControlProtocol(asyncio.Protocol):
         self.run_pending()
 
     def eof_received(self) -> bool:
+        if self.discarding:
+            return False
         # Answer what was already sent (printf 'vlist\n' | nc -N), then close.
         self.eof = True
         self.run_pending()
