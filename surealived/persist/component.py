@@ -1,7 +1,9 @@
 """Restores the dumps at start and saves them when they change, as the original did.
 
 - override.dump: restored first (rstate and weight override of each listed real), rewritten at
-  once after every administrative change (``rset``), and at start and stop.
+  once after every administrative change (``rset``), and at start and stop. The ``reason=`` of
+  each override lives beside it in ``override.dump.reasons`` (``VKEY - RKEY - reason=TEXT``), so
+  that override.dump itself stays readable by the original.
 - offline.dump (unless ``use_offline_dump false`` or ``-k``): reals listed start offline with
   their failure run at retries2fail, so they need retries2ok successes to come back. Rewritten at
   the end of a round in which a real's test state changed, and at start and stop.
@@ -17,6 +19,7 @@ costs that line only, with a warning naming the file and line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -37,10 +40,13 @@ from .dumps import (
     VKey,
     format_offline,
     format_override,
+    format_reasons,
     format_stats,
     parse_offline,
     parse_override,
+    parse_reasons,
     parse_stats,
+    reasons_path,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +80,7 @@ def override_entries(state: DaemonState) -> list[OverrideEntry]:
             continue
         spec = r.override or WeightSpec(r.config.weight)
         out.append(OverrideEntry(vkey_of(r.virtual), rkey_of(r), spec.value, spec.percent,
-                                 r.rstate))
+                                 r.rstate, r.override_reason))
     return out
 
 
@@ -122,7 +128,8 @@ def apply_overrides(state: DaemonState, entries: Iterable[OverrideEntry],
             continue
         spec = WeightSpec(e.weight, e.percent)
         same = not e.percent and e.weight == real.config.weight
-        state.set_admin(real, rstate=e.rstate, override=None if same else spec)
+        state.set_admin(real, rstate=e.rstate, override=None if same else spec,
+                        reason=e.reason or None)
         log.info("\tSet real: %s override rstate=%s weight=%s", real.label, e.rstate,
                  "-" if same else spec)
     return matched
@@ -229,10 +236,8 @@ class PersistComponent:
         self.stats_path = cfg.stats_dump if cfg.gather_stats else None
         self.stats_every = float(cfg.stats_dump_savesec)
 
-        text = read_text(self.override_path, self.log, "override dump")
-        if text is not None:
-            entries, problems = parse_override(text)
-            report_problems(self.override_path, problems, self.log)
+        entries = self.read_overrides()
+        if entries is not None:
             apply_overrides(state, entries, self.log)
             self.save_overrides()
         if self.offline_path is not None:
@@ -259,9 +264,9 @@ class PersistComponent:
         if self.saver is None:
             return
         await self.saver.drain()
-        text = read_text(self.override_path, self.log, "override dump")
-        if text is not None:
-            apply_overrides(state, parse_override(text)[0], self.log, only_fresh=True)
+        entries = self.read_overrides()
+        if entries is not None:
+            apply_overrides(state, entries, self.log, only_fresh=True)
         if self.offline_path is not None:
             text = read_text(self.offline_path, self.log, "offline dump")
             if text is not None:
@@ -296,9 +301,26 @@ class PersistComponent:
         if self.stats_path is not None and time.monotonic() >= self.next_stats:
             self.save_stats()
 
+    def read_overrides(self) -> list[OverrideEntry] | None:
+        """override.dump with the reasons of its sidecar file merged in."""
+        text = read_text(self.override_path, self.log, "override dump")
+        if text is None:
+            return None
+        entries, problems = parse_override(text)
+        report_problems(self.override_path, problems, self.log)
+        path = reasons_path(self.override_path)
+        if not os.path.exists(path):
+            return entries
+        reasons, problems = parse_reasons(read_text(path, self.log, "override reasons") or "")
+        report_problems(path, problems, self.log)
+        return [dataclasses.replace(e, reason=reasons.get((e.virtual, e.real), ""))
+                for e in entries]
+
     def save_overrides(self) -> None:
         if self.state is not None and self.saver is not None:
-            self.saver.save(self.override_path, format_override(override_entries(self.state)))
+            entries = override_entries(self.state)
+            self.saver.save(self.override_path, format_override(entries))
+            self.saver.save(reasons_path(self.override_path), format_reasons(entries))
 
     def save_offline(self) -> None:
         self.offline_dirty = False

@@ -99,6 +99,7 @@ class OverrideEntry:
     weight: int
     percent: bool
     rstate: str
+    reason: str = ""
 
 
 def format_override(entries: Iterable[OverrideEntry]) -> str:
@@ -129,6 +130,31 @@ def parse_override(text: str) -> tuple[list[OverrideEntry], Problems]:
         except (ValueError, KeyError) as exc:
             problems.append((number, f"not 'VKEY - RKEY - weight=W[%] rstate=S': {exc}"))
     return entries, problems
+
+
+# override.dump.reasons: the ``rset ... reason=`` texts, beside override.dump so that the
+# original's reader (which stops at the first line it does not match) still reads that file.
+
+def reasons_path(override_path: str) -> str:
+    return override_path + ".reasons"
+
+
+def format_reasons(entries: Iterable[OverrideEntry]) -> str:
+    return "".join(f"{e.virtual} - {e.real} - reason={e.reason}\n" for e in entries if e.reason)
+
+
+def parse_reasons(text: str) -> tuple[dict[tuple[VKey, RKey], str], Problems]:
+    reasons: dict[tuple[VKey, RKey], str] = {}
+    problems: Problems = []
+    for number, line in _lines(text):
+        try:
+            vtext, rtext, rest = (p.strip() for p in line.split(" - ", 2))
+            if not rest.startswith("reason="):
+                raise ValueError("no reason=")
+            reasons[(parse_vkey(vtext), parse_rkey(rtext))] = rest[len("reason="):]
+        except ValueError as exc:
+            problems.append((number, f"not 'VKEY - RKEY - reason=TEXT': {exc}"))
+    return reasons, problems
 
 
 # offline.dump

@@ -155,7 +155,8 @@ def test_restart_restores_overrides_offline_reals_and_stats(tmp_path):
             check(first, c, False)
         first.record_result(a, Result.up(), CheckTiming(conn_us=1500, resp_us=2500,
                                                         total_us=4000, problem=None))
-        first.set_admin(a, rstate="OFFLINE", override=WeightSpec(50, True))
+        first.set_admin(a, rstate="OFFLINE", override=WeightSpec(50, True),
+                        reason="disk swap")
         first.set_admin(d, override=WeightSpec(0))  # a drain
         await comp.stop(FakeDaemon(first, cfg(tmp_path)))
 
@@ -173,6 +174,7 @@ def test_restart_restores_overrides_offline_reals_and_stats(tmp_path):
     a2, b2, c2 = second.virtuals[0].reals
     d2 = second.virtuals[1].reals[0]
     assert (a2.rstate, a2.override, a2.weight) == ("OFFLINE", WeightSpec(50, True), 0)
+    assert a2.override_reason == "disk swap"
     assert (d2.rstate, d2.override, d2.weight) == ("ONLINE", WeightSpec(0), 0)
     assert a2.online and not b2.online and not c2.online
     assert b2.counters.fail_run == 3  # retries2fail
@@ -247,3 +249,21 @@ def test_reload_gives_changed_reals_their_dumped_state(tmp_path):
         await comp.stop(d)
 
     run(scenario())
+
+
+def test_override_reasons_round_trip_beside_the_original_format() -> None:
+    from surealived.persist.dumps import format_reasons, parse_reasons, parse_rkey, parse_vkey
+
+    v = parse_vkey("[2001:db8::1]:80:0:0")
+    r = parse_rkey("127.0.0.1:80")
+    r2 = parse_rkey("127.0.0.2:80")
+    entries = [OverrideEntry(v, r, 10, False, "OFFLINE", "kernel upgrade - ticket 42"),
+               OverrideEntry(v, r2, 5, True, "ONLINE")]
+    assert format_override(entries) == (
+        "[2001:db8::1]:80:0:0 - 127.0.0.1:80 - weight=10  rstate=OFFLINE\n"
+        "[2001:db8::1]:80:0:0 - 127.0.0.2:80 - weight=5% rstate=ONLINE\n")
+    text = format_reasons(entries)
+    assert text == "[2001:db8::1]:80:0:0 - 127.0.0.1:80 - reason=kernel upgrade - ticket 42\n"
+    reasons, problems = parse_reasons(text + "garbage\n")
+    assert reasons == {(v, r): "kernel upgrade - ticket 42"}
+    assert problems and problems[0][0] == 2
