@@ -137,7 +137,7 @@ class Check:
 
     __slots__ = ("due", "key", "settings", "target", "tester", "transcript", "waiters")
 
-    def __init__(self, key: tuple[Any, ...], tester: Tester, target: Target,
+    def __init__(self, key: int, tester: Tester, target: Target,
                  settings: Mapping[str, Any], due: float, transcript: Transcript | None) -> None:
         self.key = key
         self.tester = tester
@@ -168,9 +168,10 @@ class Plan:
         m = engine.maincfg
         self.comm_path = (os.path.join(m.debug_comm_path, f"{vconf.name}_{rconf.name}")
                           if m.debug_comm == 1 and t.debugcomm else None)
-        self.key = (cls, rconf.options, rconf.addr, rconf.testport, t.ssl, t.sni, t.ssl_verify,
-                    t.ssl_ca, self.target.bindaddr, t.timeout, self.comm_path is not None,
-                    vconf.name if cls.name == "lua" else None)
+        self.key = engine.probe_id((
+            cls, rconf.options, rconf.addr, rconf.testport, t.ssl, t.sni, t.ssl_verify, t.ssl_ca,
+            self.target.bindaddr, t.timeout, self.comm_path is not None,
+            vconf.name if cls.name == "lua" else None))
 
 
 class VirtualRunner:
@@ -180,14 +181,14 @@ class VirtualRunner:
         self.engine = engine
         self.vstate = vstate
         self.next_start = engine.clock() + first_delay
-        self.plans: dict[RealConfig, Plan] = {}
+        self.plans: dict[RealState, Plan] = {}  # by identity: no hashing of configs per check
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
 
-    def plan(self, rconf: RealConfig) -> Plan:
-        plan = self.plans.get(rconf)
+    def plan(self, real: RealState) -> Plan:
+        plan = self.plans.get(real)
         if plan is None:
-            plan = self.plans[rconf] = Plan(self.engine, self.vstate.config, rconf)
+            plan = self.plans[real] = Plan(self.engine, self.vstate.config, real.config)
         return plan
 
     async def run(self) -> None:
@@ -203,6 +204,8 @@ class VirtualRunner:
 
     def current(self, real: RealState) -> RealState | None:
         """The real's state object now (a reload replaces state objects; the config decides)."""
+        if real.virtual is self.vstate:
+            return real
         found = self.vstate.by_key.get(real.config.key)
         return found if found is not None and found.config == real.config else None
 
@@ -236,7 +239,7 @@ class VirtualRunner:
             if delay > 0:
                 await engine.sleep(delay)
             for real in reals[index:index + count]:
-                plan = self.plan(real.config)
+                plan = self.plan(real)
                 engine.submit(plan, due, done_for(index, real))
                 index += 1
         if remaining:
@@ -267,12 +270,20 @@ class Engine:
         self.max_inflight = max_inflight or default_max_inflight(maincfg)
         self.metrics = EngineMetrics(on_time_ms=float(max(maincfg.loop_interval_ms, 1)))
         self.runners: dict[VirtualConfig, VirtualRunner] = {}
-        self.inflight: dict[tuple[Any, ...], Check] = {}
+        self.inflight: dict[int, Check] = {}
         self.queue: deque[Check] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
         self._testers: dict[tuple[type[Tester], Any], Tester] = {}
+        self._probe_ids: dict[tuple[Any, ...], int] = {}
         self._stopped = asyncio.Event()
         self._comm_error_logged = False
+
+    def probe_id(self, key: tuple[Any, ...]) -> int:
+        """A small integer per distinct probe key (checked per submission: cheap to hash)."""
+        found = self._probe_ids.get(key)
+        if found is None:
+            found = self._probe_ids[key] = len(self._probe_ids)
+        return found
 
     def tester_instance(self, cls: type[Tester], settings: Mapping[str, Any]) -> Tester:
         """One tester object per distinct (class, settings), as the tester API promises."""
@@ -314,6 +325,7 @@ class Engine:
                 runner.task = asyncio.get_running_loop().create_task(runner.run())
             else:
                 runner.vstate = vstate
+                runner.plans = {}
             self.runners[vstate.config] = runner
         for runner in old.values():
             runner.stopping = True
