@@ -59,6 +59,22 @@ def build_xml(reals: int, per_virtual: int, tester: str, port: int, loopdelay: f
     return "\n".join(parts)
 
 
+def kernel_floor(port: int, count: int = 3000) -> float:
+    """CPU µs of a bare blocking connect + RST close loop against the same nginx: what the
+    kernel alone costs per TCP check on this machine right now (loopback processing of both
+    ends runs in the caller's context). Python's share is what the engine adds to this."""
+    import socket
+    import struct
+
+    linger = struct.pack("ii", 1, 0)
+    before = cpu_seconds()
+    for i in range(count):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            sock.connect((address(i % 1000), port))
+    return (cpu_seconds() - before) / count * 1e6
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -95,6 +111,9 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, object]:
     started, late = m.checks_started - started0, m.started_late - late0
     p50, p99 = m.lag_percentiles()
     failed = state.counters.t_failed
+    durations = sorted(r.stats.last.total_us for r in state.reals())
+    check_p50 = durations[len(durations) // 2] / 1000 if durations else 0.0
+    check_p99 = durations[len(durations) * 99 // 100] / 1000 if durations else 0.0
     await engine.stop()
     period = args.loopdelay + args.startup_delay_ms / 1000.0
     return {
@@ -109,6 +128,7 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, object]:
         "max_open_fds": fds, "max_inflight_seen": inflight,
         "max_inflight_allowed": engine.max_inflight, "failed_checks": failed,
         "loop_lag_max_ms": round(m.loop_lag_max_ms, 2),
+        "check_time_p50_ms": round(check_p50, 2), "check_time_p99_ms": round(check_p99, 2),
     }
 
 
@@ -125,6 +145,7 @@ def main() -> None:
     parser.add_argument("--maxfd", type=int, default=65536)
     parser.add_argument("--max-inflight", type=int, default=0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     args = parser.parse_args()
     reexec_in_netns()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -132,12 +153,24 @@ def main() -> None:
     from tests.servers import nginx
 
     with nginx(listen="0.0.0.0", connections=16384) as web:
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         if args.loop == "uvloop":
             import uvloop
 
             result = uvloop.run(measure(args, web.port))
         else:
             result = asyncio.run(measure(args, web.port))
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        result["kernel_floor_us_per_tcp_connect"] = round(kernel_floor(web.port), 1)
     for key, value in result.items():
         print(f"{key:>24}: {value}")
     print(json.dumps(result))
