@@ -88,7 +88,7 @@ class Daemon:
     def __init__(self, root: Path, xml: str, *, level: str = "info", extra: str = "") -> None:
         self.root = root
         for sub in ("log", "state", "testers"):
-            (root / sub).mkdir(exist_ok=True)
+            (root / sub).mkdir(parents=True, exist_ok=True)
         self.control_port = free_port()
         self.cfg.write_text(CFG.format(level=level, control_port=self.control_port,
                                        extra=extra))
