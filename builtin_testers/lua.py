@@ -1,7 +1,15 @@
-"""lua: a Lua 5.1 script run in a sandbox (cosocket ``check(t)`` or the original's API)."""
+"""lua: a Lua 5.1 script run in a sandbox (cosocket ``check(t)`` or the original's API).
+
+The script is compiled when the configuration is read (``surealived -t`` reports its errors
+with file and line) and recompiled when the file changes; see ``lua_testers/README.md``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from surealived.lua import SCRIPTS, run_script
 from surealived.tester_api import Attr, Probe, Result, Tester
 
 
@@ -13,5 +21,15 @@ class LuaTester(Tester):
         Attr("params", "str", "", limit=1024, help="string handed to the script"),
     )
 
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.script = SCRIPTS.get(settings["script"])
+
+    @classmethod
+    def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        script = SCRIPTS.get(settings["script"])
+        script.refresh()
+        return [("script", script.error)] if script.error else []
+
     async def check(self, probe: Probe) -> Result:
-        raise NotImplementedError
+        return await run_script(self.script, probe)

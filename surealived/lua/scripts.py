@@ -1,0 +1,167 @@
+"""Lua scripts by path: compiled once per file version, reloaded on edit, broken edits kept out.
+
+Strategy: each script file has its own sandboxed runtime (its memory cap is the script's). Before
+every check the file is ``stat``-ed (mtime, size, inode); when that changed, the file is read,
+compiled and its main chunk run once without I/O to learn which API it offers (``check(t)`` or
+the original's ``prepare``/``process_event``). A version that fails keeps the last good one
+running; the error is logged once per edit and stays readable through ``errors()`` (the status
+output) and ``Script.error`` until a good version arrives. A script that never compiled fails
+its checks with the compile error as the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
+
+log = logging.getLogger("surealived")
+
+MAX_SCRIPT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ScriptProblem:
+    """Why the current file of a script is not the version that runs."""
+
+    path: str
+    message: str
+    since: float  # wall clock, seconds
+    running_old: bool  # an earlier good version still runs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class Script:
+    """One script file: its runtime, the good version that runs, and what is wrong, if anything."""
+
+    def __init__(self, path: str, limits: Limits) -> None:
+        self.path = path
+        self.name = os.path.basename(path)
+        self.limits = limits
+        self.runtime = Runtime(limits.memory)
+        self.factory: Any = None  # the last good version (a Lua function), or None
+        self.api = ""  # "check" or "legacy" for the good version
+        self.seen: tuple[int, int, int] | None = None  # stat of the last version looked at
+        self.problem: ScriptProblem | None = None
+        self.reported: set[str] = set()
+        self.refresh()
+
+    @property
+    def error(self) -> str | None:
+        return self.problem.message if self.problem else None
+
+    def refresh(self) -> None:
+        """Look at the file; recompile when it changed."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            signature = None
+            reason = f"{self.path}: cannot read: {os.strerror(exc.errno or 0).lower()}"
+        else:
+            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+            reason = ""
+        if signature is not None and signature == self.seen:
+            return
+        if signature is None:
+            if self.problem is None or self.problem.message != reason:
+                self._fail(reason)
+            return
+        self.seen = signature
+        problem = self._load()
+        if problem:
+            self._fail(problem)
+
+    def _load(self) -> str | None:
+        try:
+            with open(self.path, "rb") as handle:
+                source = handle.read(MAX_SCRIPT_BYTES + 1)
+        except OSError as exc:
+            return f"{self.path}: cannot read: {os.strerror(exc.errno or 0).lower()}"
+        if len(source) > MAX_SCRIPT_BYTES:
+            return f"{self.path}: larger than {MAX_SCRIPT_BYTES} bytes"
+        runtime = self.runtime
+        try:
+            factory, error = runtime.compile(source, b"@" + self.path.encode())
+            if not factory:
+                return _text(error)
+            api, detail = runtime.inspect.coroutine(factory, self.limits.instructions).send(None)
+        except LuaError as exc:  # memory exhausted while compiling
+            runtime.recover()
+            return f"{self.path}: {exc}"
+        if api == b"error":
+            message = _text(detail)
+            return message if message.startswith(self.path) else f"{self.path}: {message}"
+        was_broken = self.problem is not None and self.factory is not None
+        self.factory, self.api = factory, _text(api)
+        self.problem = None
+        if was_broken:
+            log.info("Lua script %s: fixed, the new version runs", self.path)
+        return None
+
+    def _fail(self, message: str) -> None:
+        running_old = self.factory is not None
+        self.problem = ScriptProblem(self.path, message, time.time(), running_old)
+        if running_old:
+            log.error("Lua script %s: %s (the previous version keeps running)", self.path, message)
+        else:
+            log.error("Lua script %s: %s", self.path, message)
+
+    def report_once(self, reason: str, trace: str | None) -> None:
+        """Log a script's runtime error the first time it is seen (checks go on failing)."""
+        if reason in self.reported or len(self.reported) >= 100:
+            return
+        self.reported.add(reason)
+        log.warning("Lua script %s: %s (logged once)", self.path, reason)
+        if trace:
+            log.debug("Lua script %s: %s", self.path, trace)
+
+
+@dataclass
+class Limits:
+    """Per-runtime memory cap (bytes) and per-check instruction budget."""
+
+    memory: int = DEFAULT_MEMORY
+    instructions: int = DEFAULT_INSTRUCTIONS
+
+
+class ScriptRegistry:
+    """Every script in use, by absolute path."""
+
+    def __init__(self) -> None:
+        self.limits = Limits()
+        self.scripts: dict[str, Script] = {}
+        self.on_error: Callable[[], None] | None = None  # counts Lua errors (the daemon's)
+
+    def get(self, path: str) -> Script:
+        path = os.path.abspath(path)
+        script = self.scripts.get(path)
+        if script is None:
+            script = self.scripts[path] = Script(path, self.limits)
+        return script
+
+    def set_limits(self, memory: int, instructions: int) -> None:
+        self.limits.memory = memory
+        self.limits.instructions = instructions
+        for script in self.scripts.values():
+            script.runtime.set_max_memory(memory)
+
+    def errors(self) -> dict[str, ScriptProblem]:
+        """Scripts whose file on disk is not the version that runs (for the status output)."""
+        return {path: s.problem for path, s in self.scripts.items() if s.problem is not None}
+
+    def count_error(self) -> None:
+        if self.on_error is not None:
+            self.on_error()
+
+
+SCRIPTS = ScriptRegistry()
