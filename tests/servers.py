@@ -96,8 +96,9 @@ class Nginx:
 
 NGINX_CONF = """
 daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
+{user}
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 worker_rlimit_nofile {nofile};
@@ -114,6 +115,7 @@ http {{
     server {{
         listen {listen}:{port} default_server reuseport backlog=4096;
         listen [::1]:{port} default_server;
+{extra_listen}
         listen {listen}:{tls_port} ssl default_server;
         listen [::1]:{tls_port} ssl default_server;
         server_name real1.example.test;
@@ -141,8 +143,9 @@ http {{
 
 @contextlib.contextmanager
 def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
-          connections: int = 1024) -> Iterator[Nginx]:
-    """Start nginx (foreground, one process) serving HTTP and HTTPS; stop it on exit."""
+          connections: int = 1024, extra_ports: int = 0, workers: int = 1) -> Iterator[Nginx]:
+    """Start nginx (foreground, one process unless ``workers`` > 1) serving HTTP and HTTPS;
+    ``extra_ports`` more HTTP ports (each with its own accept queue) are in ``.extra``."""
     binary = find_binary(NGINX_CANDIDATES, "nginx-light")
     import trustme
 
@@ -167,10 +170,15 @@ def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
             for extra in cert.cert_chain_pems[1:]:
                 extra.write_to_path(str(base / f"{name}.pem"), append=True)
         port, tls_port = free_port(listen), free_port(listen)
+        extra = [free_port(listen) for _ in range(extra_ports)]
         conf = base / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=base, root=root, port=port, tls_port=tls_port,
-                                          listen=listen, connections=connections,
-                                          nofile=connections * 2 + 64))
+        conf.write_text(NGINX_CONF.format(
+            dir=base, root=root, port=port, tls_port=tls_port, listen=listen,
+            connections=connections, nofile=connections * 2 + 64,
+            master="on" if workers > 1 else "off", workers=workers,
+            user="user root root;" if workers > 1 and os.geteuid() == 0 else "",
+            extra_listen="\n".join(f"        listen {listen}:{p} reuseport backlog=4096;"
+                                    for p in extra)))
         log = open(base / "stderr.log", "wb")  # noqa: SIM115 - closed by the stack
         stack.callback(log.close)
         proc = subprocess.Popen([binary, "-p", str(base), "-c", str(conf)],
@@ -181,7 +189,8 @@ def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
             wait_for_tcp(listen, tls_port, proc)
         except RuntimeError as exc:
             raise RuntimeError(f"nginx: {exc}: {(base / 'stderr.log').read_text()}") from None
-        yield Nginx(port, tls_port, root, base / "ca.pem", ca, proc)
+        yield Nginx(port, tls_port, root, base / "ca.pem", ca, proc,
+                    {f"port{i}": str(p) for i, p in enumerate(extra)})
 
 
 # -- dnsmasq ----------------------------------------------------------------------------------

@@ -43,17 +43,18 @@ def address(i: int) -> str:
     return f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
-def build_xml(reals: int, per_virtual: int, tester: str, port: int, loopdelay: float,
+def build_xml(reals: int, per_virtual: int, tester: str, ports: list[int], loopdelay: float,
               timeout: float) -> str:
     extra = ' url="/health" host="bench.example.test"' if tester == "http" else ""
     parts = ["<surealived>"]
     for v, first in enumerate(range(0, reals, per_virtual)):
         parts.append(f'<virtual name="v{v}" addr="10.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" '
                      f'port="80" proto="tcp" sched="wrr" rt="dr">')
-        parts.append(f'<tester proto="{tester}" testport="{port}" loopdelay="{loopdelay}" '
+        parts.append(f'<tester proto="{tester}" testport="{ports[0]}" loopdelay="{loopdelay}" '
                      f'timeout="{timeout}"{extra}/>')
         for i in range(first, min(first + per_virtual, reals)):
-            parts.append(f'<real name="r{i}" addr="{address(i)}" port="80" weight="1"/>')
+            parts.append(f'<real name="r{i}" addr="{address(i)}" port="80" weight="1" '
+                         f'testport="{ports[i % len(ports)]}"/>')
         parts.append("</virtual>")
     parts.append("</surealived>")
     return "\n".join(parts)
@@ -80,7 +81,7 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def measure(args: argparse.Namespace, port: int) -> dict[str, object]:
+async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
     from surealived.engine.scheduler import Engine
     from surealived.engine.state import DaemonState
     from surealived.maincfg import MainConfig
@@ -88,7 +89,7 @@ async def measure(args: argparse.Namespace, port: int) -> dict[str, object]:
     from surealived.xmlconfig import parse_config_bytes
 
     registry = load_testers()
-    xml = build_xml(args.reals, args.per_virtual, args.tester, port, args.loopdelay,
+    xml = build_xml(args.reals, args.per_virtual, args.tester, ports, args.loopdelay,
                     args.timeout)
     config = parse_config_bytes(xml.encode(), "/tmp/bench.xml", registry)
     maincfg = MainConfig(maxfd=args.maxfd, startup_delay_ms=args.startup_delay_ms,
@@ -146,13 +147,17 @@ def main() -> None:
     parser.add_argument("--max-inflight", type=int, default=0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    parser.add_argument("--nginx-workers", type=int, default=2)
     args = parser.parse_args()
     reexec_in_netns()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.maxfd, hard), hard))
     from tests.servers import nginx
 
-    with nginx(listen="0.0.0.0", connections=16384) as web:
+    # several ports, each with its own accept queue (4096 max), as many servers would have
+    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15,
+               workers=args.nginx_workers) as web:
+        ports = [web.port, *map(int, web.extra.values())]
         profiler = None
         if args.profile:
             import cProfile
@@ -162,9 +167,9 @@ def main() -> None:
         if args.loop == "uvloop":
             import uvloop
 
-            result = uvloop.run(measure(args, web.port))
+            result = uvloop.run(measure(args, ports))
         else:
-            result = asyncio.run(measure(args, web.port))
+            result = asyncio.run(measure(args, ports))
         if profiler is not None:
             import pstats
 
