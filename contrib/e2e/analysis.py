@@ -7,7 +7,7 @@ judge it. Times are CLOCK_MONOTONIC seconds throughout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,28 +65,18 @@ def between(requests: Iterable[Request], start: float, end: float,
     return [r for r in requests if start <= r.t0 < end and (vip is None or r.vip == vip)]
 
 
-def is_clean(request: Request, excluded: str, vips: Sequence[str] | None) -> bool:
-    """Succeeded, and (on the VIPs that matter) not answered by the excluded backend."""
-    if not request.ok:
-        return False
-    return not (request.result == excluded and (vips is None or request.vip in vips))
+def first_after(requests: Sequence[Request], start: float, end: float,
+                vip: str | None = None) -> Request | None:
+    """The first request that started in [start, end)."""
+    span = sorted(between(requests, start, end, vip), key=lambda r: r.t0)
+    return span[0] if span else None
 
 
-def first_clean(requests: Sequence[Request], start: float, end: float, excluded: str,
-                vips: Sequence[str] | None = None) -> float | None:
-    """Start of the first request after which every request in [start, end) is clean.
-
-    None when the last request of the span is not clean (or the span has none).
-    """
-    span = sorted(between(requests, start, end), key=lambda r: r.t0)
-    answer: float | None = None
-    for request in span:
-        if is_clean(request, excluded, vips):
-            if answer is None:
-                answer = request.t0
-        else:
-            answer = None
-    return answer
+def last_where(requests: Sequence[Request], start: float, end: float,
+               predicate: Callable[[Request], bool]) -> float | None:
+    """Start of the last request in [start, end) for which the predicate holds."""
+    starts = [r.t0 for r in between(requests, start, end) if predicate(r)]
+    return max(starts) if starts else None
 
 
 def first_served_by(requests: Sequence[Request], start: float, end: float, backend: str,
