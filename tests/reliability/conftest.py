@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .figures import ROWS, table
-from .harness import Daemon
+from .harness import Daemon, MakeDaemon
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -23,7 +23,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[type[Daemon]]:
+def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
     """``make_daemon(xml, extra=...)``: a project in tmp_path; every daemon started is stopped
     (SIGTERM, then SIGKILL) at the end of the test."""
     made: list[Daemon] = []
@@ -33,7 +33,7 @@ def make_daemon(tmp_path: Path) -> Iterator[type[Daemon]]:
         made.append(daemon)
         return daemon
 
-    yield factory  # type: ignore[misc]
+    yield factory
     for daemon in made:
         if daemon.alive():
             with contextlib.suppress(AssertionError):

@@ -5,6 +5,7 @@ client, and the daemon's open fds and RSS read from /proc."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -19,13 +20,13 @@ from typing import Any
 from tests.servers import free_port
 
 BIN = Path(sys.executable).parent
+MakeDaemon = Callable[..., "Daemon"]  # the make_daemon fixture: (xml, **options) -> Daemon
 END = b"_SD_CMD_END_\n"
 
 CFG = """\
 log log/surealived.log
 logging {level}
-listen_addr 127.0.0.1
-listen_port {control_port}
+{listen_addr}listen_port {control_port}
 stats_dir log/stats
 debug_comm_path log/comm
 lock_sync_file state/ipvsfull.lock
@@ -60,6 +61,30 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket the process listens on, from /proc/net/tcp{,6}."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    found = []
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with open(table, encoding="ascii") as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                    continue
+                hex_addr, hex_port = fields[1].split(":")
+                raw = bytes.fromhex(hex_addr)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+                found.append((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+    return found
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
@@ -85,13 +110,15 @@ def exchange(port: int, line: str | bytes, timeout: float = 10.0) -> list[str]:
 class Daemon:
     """A project folder and, once ``start``-ed, a running surealived in it."""
 
-    def __init__(self, root: Path, xml: str, *, level: str = "info", extra: str = "") -> None:
+    def __init__(self, root: Path, xml: str, *, level: str = "info", extra: str = "",
+                 listen_addr: str | None = "127.0.0.1") -> None:
         self.root = root
-        for sub in ("log", "state", "testers"):
+        for sub in ("log", "log/comm", "state", "testers"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.control_port = free_port()
+        listen = f"listen_addr {listen_addr}\n" if listen_addr else ""  # None: the default
         self.cfg.write_text(CFG.format(level=level, control_port=self.control_port,
-                                       extra=extra))
+                                       listen_addr=listen, extra=extra))
         self.xml.write_text(xml)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -172,6 +199,10 @@ class Daemon:
 
     def rss(self) -> int:
         return rss_kb(self.pid)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -21,7 +21,7 @@ from surealived.persist.dumps import parse_notify, parse_offline, parse_override
 from surealived.sync.formats import parse_diff_line, parse_snapshot
 
 from .figures import Row, scale
-from .harness import Daemon, wait_until
+from .harness import Daemon, MakeDaemon
 
 VIRTUALS = 6
 REALS = 5
@@ -146,7 +146,7 @@ def overrides_held(daemon: Daemon) -> set[tuple[str, int, str, int, str]]:
     return held
 
 
-def test_kill_9_at_random_moments(make_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_at_random_moments(make_daemon: MakeDaemon) -> None:
     kills = 12 * scale()
     rng = random.Random(1337)
     flapper = Flapper()

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from .figures import Row, scale
-from .harness import Daemon, wait_until
+from .harness import Daemon, MakeDaemon, wait_until
 from .targets import serve_targets
 
 SMALL = """<surealived>
@@ -70,7 +70,7 @@ def settle(measure: Callable[[], int], baseline: int, margin: int, seconds: floa
     return value
 
 
-def test_ten_thousand_checks_against_misbehaving_targets(make_daemon) -> None:  # type: ignore[no-untyped-def]
+def test_ten_thousand_checks_against_misbehaving_targets(make_daemon: MakeDaemon) -> None:
     per_virtual = 125 * scale()
     wanted_checks = 10_000 * scale()
     listener = socket.socket()
@@ -89,7 +89,7 @@ def test_ten_thousand_checks_against_misbehaving_targets(make_daemon) -> None:  
 
         daemon.xml.write_text(big_xml(targets.addresses, targets.port, per_virtual))
         start_checks = checks_done(daemon)
-        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.signal(signal.SIGHUP)
         wait_until(lambda: len(daemon.json("vlist")["virtuals"]) == len(CASES), "the reload")
         done = wait_until(lambda: (n if (n := checks_done(daemon) - start_checks)
                                    >= wanted_checks else 0),
@@ -107,7 +107,7 @@ def test_ten_thousand_checks_against_misbehaving_targets(make_daemon) -> None:  
         row.failures = len(wrong)
 
         daemon.xml.write_text(SMALL.format(port=listener.getsockname()[1]))
-        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.signal(signal.SIGHUP)
         wait_until(lambda: len(daemon.json("vlist")["virtuals"]) == 1, "the reload back")
         row.fds_after = settle(daemon.fds, row.fds_before, 3, 20)
         row.rss_after_kb = daemon.rss()
