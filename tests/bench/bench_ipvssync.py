@@ -129,7 +129,7 @@ def vm_part() -> dict[str, float]:
                    ipvssync_readback_s=round(min(confirm), 3),
                    drift_check_s=round(min(noop), 3))
     results["ratio"] = round(results["ipvssync_s"] / results["ipvsadm_R_s"], 2)
-    print(f"VM (TCG): 10,000 reals / 500 services into an empty table, best of 2:")
+    print("VM (TCG): 10,000 reals / 500 services into an empty table, best of 2:")
     print(f"  ipvsadm -R                          {results['ipvsadm_R_s']:.3f} s")
     print(f"  ipvssync parse+read+plan+apply      {results['ipvssync_s']:.3f} s "
           f"(ratio {results['ratio']:.2f})")
