@@ -19,6 +19,7 @@ local STEP = 1000
 local PATTERN_MAX = 512
 local REP_MAX = 64 * 1024 * 1024
 local MAX_SOCKETS = 16
+local SLICE = 0.2  -- seconds of CPU a check may use between two I/O calls
 
 local debug_sethook, debug_traceback = debug.sethook, debug.traceback
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
@@ -29,6 +30,7 @@ local type, select, error, pairs = type, select, error, pairs
 local tostring, tonumber = tostring, tonumber
 local unpack, collectgarbage = unpack, collectgarbage
 local floor, huge = math.floor, math.huge
+local os_clock = os.clock
 local concat = table.concat
 local s_find, s_match, s_gmatch, s_gsub = string.find, string.match, string.gmatch, string.gsub
 local s_rep, s_sub, s_byte, s_lower = string.rep, string.sub, string.byte, string.lower
@@ -69,7 +71,7 @@ string.rep = function(s, n)
 end
 
 -- Checks, threads and the instruction budget --------------------------------------------------
-local IDLE = { left = huge }
+local IDLE = { left = huge, since = huge }
 local current = IDLE              -- the check whose Lua code is running
 local kind = setmetatable({}, { __mode = "k" })     -- thread -> "check" | "user" | "pcall"
 local parent = setmetatable({}, { __mode = "k" })   -- pcall thread -> thread that made it
@@ -83,6 +85,11 @@ local function hook()
   c.left = left
   if left < 0 then
     c.killed = c.killed or ("instruction budget exhausted (" .. c.budget .. " instructions)")
+    error(c.killed, 0)
+  end
+  -- memory churn burns CPU in the allocator and collector, which no instruction count sees
+  if os_clock() - c.since > SLICE then
+    c.killed = c.killed or ("CPU time limit exhausted (" .. SLICE .. " s without I/O)")
     error(c.killed, 0)
   end
 end
@@ -120,6 +127,7 @@ local function flush_logs(c)
     for i = 1, #logs, 2 do
       co_yield("log", logs[i], logs[i + 1])
       current = c
+      c.since = os_clock()
     end
   end
 end
@@ -137,6 +145,7 @@ local function request(...)
   flush_logs(c)
   local reply = co_yield(...)
   current = c
+  c.since = os_clock()
   return reply
 end
 
@@ -668,7 +677,7 @@ end
 local function run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark,
                          rname, rport, params, timeout, ssl)
   local me = co_running()
-  local c = { left = budget, budget = budget, nsock = 0 }
+  local c = { left = budget, budget = budget, nsock = 0, since = os_clock() }
   kind[me] = "check"
   owner[me] = c
   current = c
@@ -697,7 +706,7 @@ end
 -- inspect(factory, budget): run the main chunk once, without I/O; returns the API it offers.
 local function inspect(factory, budget)
   local me = co_running()
-  local c = { left = budget, budget = budget, nsock = 0, loading = true }
+  local c = { left = budget, budget = budget, nsock = 0, loading = true, since = os_clock() }
   kind[me] = "check"
   owner[me] = c
   current = c

@@ -91,22 +91,28 @@ class Script:
             return f"{self.path}: larger than {MAX_SCRIPT_BYTES} bytes"
         runtime = self.runtime
         try:
-            factory, error = runtime.compile(source, b"@" + self.path.encode())
+            # Lua cuts chunk names at 60 bytes: the file name keeps run-time errors short, and
+            # errors shown by -t and the status output get the whole path back.
+            factory, error = runtime.compile(source, b"@" + self.name.encode())
             if not factory:
-                return _text(error)
+                return self._full_path(_text(error))
             api, detail = runtime.inspect.coroutine(factory, self.limits.instructions).send(None)
         except LuaError as exc:  # memory exhausted while compiling
             runtime.recover()
             return f"{self.path}: {exc}"
         if api == b"error":
-            message = _text(detail)
-            return message if message.startswith(self.path) else f"{self.path}: {message}"
+            return self._full_path(_text(detail))
         was_broken = self.problem is not None and self.factory is not None
         self.factory, self.api = factory, _text(api)
         self.problem = None
         if was_broken:
             log.info("Lua script %s: fixed, the new version runs", self.path)
         return None
+
+    def _full_path(self, message: str) -> str:
+        if message.startswith(self.name + ":"):
+            return os.path.join(os.path.dirname(self.path), message)
+        return f"{self.path}: {message}"
 
     def _fail(self, message: str) -> None:
         running_old = self.factory is not None

@@ -1,0 +1,104 @@
+"""Run Lua checks against loopback servers: a scripted dialogue server and a check runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builtin_testers.lua import LuaTester
+from surealived.engine.probe import Transcript
+from surealived.engine.state import CheckTiming
+from surealived.tester_api import Result
+from tests.testers.helpers import check
+
+LUA_TESTERS = Path(__file__).resolve().parents[2] / "lua_testers"
+
+Step = tuple[Any, ...]
+
+
+@dataclass
+class Dialogue:
+    """A running dialogue server: its port, and what every client sent (one entry each)."""
+
+    port: int
+    received: list[bytes] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def dialogue_server(steps: Sequence[Step], host: str = "127.0.0.1") -> AsyncIterator[
+        Dialogue]:
+    """A TCP server that plays ``steps`` to every client, in order:
+
+    ``("send", data)``, ``("expect", delimiter)`` (read up to and including it),
+    ``("read", n)``, ``("sleep", seconds)``, ``("close",)`` (close now, else after the client).
+    """
+    dialogue = Dialogue(0)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        got = bytearray()
+        dialogue.received.append(b"")
+        index = len(dialogue.received) - 1
+        try:
+            for step in steps:
+                if step[0] == "send":
+                    writer.write(step[1])
+                    await writer.drain()
+                elif step[0] == "expect":
+                    got += await reader.readuntil(step[1])
+                elif step[0] == "read":
+                    got += await reader.readexactly(step[1])
+                elif step[0] == "sleep":
+                    await asyncio.sleep(step[1])
+                elif step[0] == "close":
+                    break
+                dialogue.received[index] = bytes(got)
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    while chunk := await asyncio.wait_for(reader.read(65536), 5):
+                        got += chunk
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            dialogue.received[index] = bytes(got)
+            writer.transport.abort()
+            tasks.discard(task)
+
+    server = await asyncio.start_server(serve, host, 0)
+    dialogue.port = int(server.sockets[0].getsockname()[1])
+    try:
+        yield dialogue
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+def write_script(directory: Path, text: str, name: str = "test.lua") -> str:
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+def touch_new(path: str, text: str) -> None:
+    """Rewrite a script so that its stat signature surely changes."""
+    before = os.stat(path).st_mtime_ns
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
+
+
+async def lua_check(script: str, port: int, *, params: str = "", timeout: float = 3.0,
+                    addr: str = "127.0.0.1", transcript: Transcript | None = None,
+                    target: dict[str, Any] | None = None) -> tuple[Result, CheckTiming]:
+    return await check(LuaTester, port, addr, timeout=timeout, transcript=transcript,
+                       target=target, script=script, params=params)

@@ -1,0 +1,234 @@
+"""Hostile scripts: every escape, bomb and loop we could think of fails its own check with a clear
+reason, while the runtime and other checks go on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from surealived.lua import SCRIPTS
+
+from .helpers import dialogue_server, lua_check, write_script
+
+pytestmark = pytest.mark.asyncio
+
+# (name, body of check(t), expected: "up" or a substring of the down reason)
+ESCAPES = [
+    ("python global", "return python.eval('1')", "attempt to index global 'python'"),
+    ("python via _G", "return _G.python == nil", "up"),
+    ("string metatable", "return getmetatable('').__index.dump",
+     "attempt to index a boolean value"),
+    ("string.dump", "return string.dump(check)", "attempt to call field 'dump'"),
+    ("dump via method", "return ('').dump == nil", "up"),
+    ("bytecode via loadstring",
+     r"local f, err = loadstring('\27Lua\81\0\1\4\8\4\8\0'); return f == nil, err", "up"),
+    ("bytecode via load",
+     r"local n = 0; local f, err = load(function() n = n + 1; if n == 1 then return '\27Lua' end end)"
+     "; return f == nil and err == 'attempt to load a binary chunk'", "up"),
+    ("debug library", "return debug.getinfo(1)", "attempt to index global 'debug'"),
+    ("absent globals",
+     "return io == nil and require == nil and dofile == nil and loadfile == nil and package == nil"
+     " and module == nil and getfenv == nil and setfenv == nil and newproxy == nil"
+     " and gcinfo == nil and os.execute == nil and os.exit == nil and os.getenv == nil"
+     " and os.remove == nil and string.dump == nil", "up"),
+    ("getfenv(0)", "return getfenv(0)", "attempt to call global 'getfenv'"),
+    ("loadstring env", "local f = loadstring('return os.execute or io or debug'); return f() == nil",
+     "up"),
+    ("_G walk", """
+        local seen, bad = {}, {}
+        local function walk(t, depth)
+          if seen[t] or depth > 4 then return end
+          seen[t] = true
+          for k, v in pairs(t) do
+            if type(v) == 'userdata' or type(v) == 'thread' then bad[#bad + 1] = tostring(k) end
+            if type(v) == 'table' then walk(v, depth + 1) end
+          end
+          local mt = getmetatable(t)
+          if type(mt) == 'table' then walk(mt, depth + 1) end
+        end
+        walk(_G, 0)
+        walk(t, 0)
+        return #bad == 0, table.concat(bad, ',')""", "up"),
+    ("env metatable", "return getmetatable(_G) == false and getmetatable(string) == false", "up"),
+    ("modify string lib", "string.format = nil", "read-only table 'string'"),
+    ("setmetatable on lib", "setmetatable(string, {})", "cannot change a protected metatable"),
+    ("collectgarbage stop", "collectgarbage('stop')", "only \"count\" and \"collect\""),
+    ("yield at top level", "coroutine.yield('connect', 1, '192.0.2.1', 80)",
+     "attempt to yield from outside a coroutine"),
+    ("forged request in a user coroutine", """
+        local co = coroutine.create(function() coroutine.yield('connect', 1, '192.0.2.1', 80) end)
+        local ok, op = coroutine.resume(co)
+        return ok and op == 'connect'""", "up"),
+    ("resume the check thread", "return coroutine.resume(coroutine.running())",
+     "bad argument #1 to 'resume'"),
+    ("error with a table", "error({code = 1})", "error object is a table value"),
+    ("error with a looping __tostring",
+     "error(setmetatable({}, {__tostring = function() while true do end end}))",
+     "error object is a table value"),
+    ("connect elsewhere",
+     "local s = sd.tcp(); local ok, err = s:connect('127.0.0.2', t.port); return ok, err",
+     "only the real under test (127.0.0.1) may be reached"),
+    ("connect by name",
+     "local s = sd.tcp(); local ok, err = s:connect('localhost', t.port); return ok, err",
+     "only the real under test"),
+    ("too many sockets",
+     "for i = 1, 100 do local s, err = sd.tcp(); if not s then return false, err end end",
+     "too many sockets"),
+    ("pattern bomb",
+     "return string.find(('a'):rep(20000), ('a?'):rep(20000) .. ('a'):rep(20000))",
+     "pattern longer than 512 bytes"),
+    ("pattern bomb via method", "return ('a'):rep(100):match(('(a?)'):rep(300))",
+     "pattern longer than 512 bytes"),
+    ("rep of an empty string", "return ('').rep('', 2^31 - 1)", "result longer than"),
+    ("rep bomb", "return ('x'):rep(1e9)", "result longer than"),
+]
+
+BOMBS = [
+    ("endless loop", "while true do end", "instruction budget exhausted"),
+    ("endless loop in pcall in a loop",
+     "while true do pcall(function() while true do end end) end", "instruction budget exhausted"),
+    ("endless loop in xpcall handler",
+     "xpcall(function() error('x') end, function() while true do end end)",
+     "instruction budget exhausted"),
+    ("endless coroutine",
+     "local co = coroutine.wrap(function() while true do coroutine.yield() end end)"
+     " while true do co() end", "instruction budget exhausted"),
+    ("loop in __tostring via print",
+     "print(setmetatable({}, {__tostring = function() while true do end end}))",
+     "instruction budget exhausted"),
+    ("loop in a gsub callback", "('x'):rep(10):gsub('.', function() while true do end end)",
+     "instruction budget exhausted"),
+    ("loop in a sort comparator",
+     "table.sort({3, 2, 1}, function(a, b) while true do end end)",
+     "instruction budget exhausted"),
+    ("memory bomb", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(1048576) .. i end",
+     "memory limit of the Lua runtime reached"),
+    ("memory churn", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(4096) .. i end",
+     "CPU time limit exhausted"),
+    ("memory bomb caught by pcall",
+     "local t = {} while true do pcall(function() t[#t + 1] = ('y'):rep(1048576) .. #t end) end",
+     "memory limit of the Lua runtime reached"),
+    ("string doubling", "local s = 'x' while true do s = s .. s end",
+     "memory limit of the Lua runtime reached"),
+    ("deep recursion", "local function f(n) return 1 + f(n + 1) end return f(1)", "stack overflow"),
+    ("deep pcall nesting", "local function f() local ok, e = pcall(f) error(e, 0) end f()",
+     "stack overflow"),
+    ("recursion through metamethods",
+     "local t = setmetatable({}, {}) getmetatable(t).__index = function(s, k) return s[k] end"
+     " return t.x", "stack overflow"),
+]
+
+
+def _script(tmp_path: Path, name: str, body: str) -> str:
+    safe = "".join(c if c.isalnum() else "_" for c in name)
+    return write_script(tmp_path, f"function check(t)\n{body}\nend\n", f"{safe}.lua")
+
+
+def _assert(result, expected: str) -> None:  # type: ignore[no-untyped-def]
+    if expected == "up":
+        assert result.ok, result.reason
+    else:
+        assert not result.ok
+        assert expected in result.reason, result.reason
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), ESCAPES, ids=[c[0] for c in ESCAPES])
+async def test_escape_is_contained(tmp_path: Path, name: str, body: str, expected: str) -> None:
+    async with dialogue_server([("send", b"hello\r\n")]) as server:
+        result, _ = await lua_check(_script(tmp_path, name, body), server.port)
+    _assert(result, expected)
+
+
+@pytest.mark.parametrize(("name", "body", "expected"), BOMBS, ids=[c[0] for c in BOMBS])
+async def test_bomb_fails_its_check_only(tmp_path: Path, name: str, body: str,
+                                         expected: str) -> None:
+    """A bomb fails with a clear reason while a slow, well-behaved check of the same script
+    (the same runtime) waits in I/O; that one is up, and the runtime keeps working after."""
+    script = write_script(tmp_path, f"""
+        function check(t)
+          if t.args.bomb then
+            {body}
+          end
+          local s = sd.tcp()
+          assert(s:connect(t.addr, t.port))
+          local line, err = s:receive()
+          return line == "hello", err
+        end""")
+    async with dialogue_server([("sleep", 0.3), ("send", b"hello\r\n")]) as server:
+        good = asyncio.ensure_future(lua_check(script, server.port))
+        await asyncio.sleep(0.05)  # the good check is waiting in receive()
+        (bad, _), (ok, _) = await asyncio.gather(
+            lua_check(script, server.port, params="bomb=1"), good)
+        again, _ = await lua_check(script, server.port)
+    _assert(bad, expected)
+    assert bad.reason.startswith("lua: ")
+    assert ok.ok, ok.reason
+    assert again.ok, again.reason
+
+
+async def test_a_check_cannot_leave_state_for_the_next(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          if t.args.first then
+            rawset(string, "upper", function() return "pwned" end)
+            table.insert(string, "left over")
+            leaked = true
+            return true
+          end
+          return ("a"):upper() == "A" and string.upper("a") == "A" and leaked == nil
+                 and string[1] == nil, "state leaked"
+        end""")
+    async with dialogue_server([]) as server:
+        first, _ = await lua_check(script, server.port, params="first=1")
+        second, _ = await lua_check(script, server.port)
+    assert first.ok and second.ok, second.reason
+
+
+async def test_huge_send_to_a_real_that_does_not_read_times_out(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          s:settimeouts(1000, 300, 1000)
+          assert(s:connect(t.addr, t.port))
+          local n, err = s:send(("z"):rep(8 * 1024 * 1024))
+          return n ~= nil, err
+        end""")
+    async with dialogue_server([("sleep", 5)]) as server:
+        result, _ = await lua_check(script, server.port, timeout=4)
+    assert not result.ok and result.reason == "timeout"
+
+
+async def test_huge_receive_is_refused(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          assert(s:connect(t.addr, t.port))
+          return s:receive(2^31)
+        end""")
+    async with dialogue_server([("send", b"x")]) as server:
+        result, _ = await lua_check(script, server.port)
+    assert not result.ok and "size too large" in result.reason
+
+
+async def test_script_errors_are_counted_and_logged_once(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    script = write_script(tmp_path, "function check(t) error('boom') end")
+    count = 0
+
+    def counter() -> None:
+        nonlocal count
+        count += 1
+
+    SCRIPTS.on_error = counter
+    try:
+        async with dialogue_server([]) as server:
+            for _ in range(3):
+                result, _ = await lua_check(script, server.port)
+                assert result.reason == "lua: test.lua:1: boom"
+    finally:
+        SCRIPTS.on_error = None
+    assert count == 3
+    assert sum("boom" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING") == 1
