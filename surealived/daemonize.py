@@ -26,6 +26,7 @@ import sys
 import threading
 
 _ready_fd: int | None = None
+_name = "surealived"  # the program named in the first process's error message
 
 EXIT_STARTED = 0
 EXIT_FAILED = 1
@@ -35,10 +36,11 @@ class PidFileError(Exception):
     """The pid file cannot be written, or another process holds it."""
 
 
-def daemonize(pid_file: str | None) -> None:
+def daemonize(pid_file: str | None, name: str = "surealived") -> None:
     """Detach; returns only in the daemon. The calling process exits (0 once the daemon is ready,
-    1 if it failed)."""
-    global _ready_fd
+    1 if it failed, with the failure on stderr prefixed by ``name``)."""
+    global _ready_fd, _name
+    _name = name
     if threading.active_count() > 1:
         raise RuntimeError("daemonize() must run before any thread is started")
     sys.stdout.flush()
@@ -78,9 +80,9 @@ def _wait_for_daemon(read_end: int) -> int:
     if message.startswith("ok"):
         return EXIT_STARTED
     if message.startswith("error "):
-        sys.stderr.write(f"surealived: {message[6:].rstrip()}\n")
+        sys.stderr.write(f"{_name}: {message[6:].rstrip()}\n")
     else:
-        sys.stderr.write("surealived: the daemon exited while starting (see its log)\n")
+        sys.stderr.write(f"{_name}: the daemon exited while starting (see its log)\n")
     sys.stderr.flush()
     return EXIT_FAILED
 

@@ -154,7 +154,7 @@ def main(verbose: int, manage_unmanaged: bool, daemonize: bool, keep_diffs: bool
     if daemonize:
         from ..daemonize import daemonize as detach
 
-        detach(None)
+        detach(None, name="ipvssync")
     destination = cfg.ipvssync_log if daemonize else "stderr"
     try:
         log = setup_logging("ipvssync", level=level, destination=destination,
@@ -166,10 +166,12 @@ def main(verbose: int, manage_unmanaged: bool, daemonize: bool, keep_diffs: bool
 
 
 def _report_failure(daemonized: bool, message: str) -> None:
+    """The failure on stderr; in -d mode through the waiting first process."""
     if daemonized:
         from ..daemonize import report_failure
 
         report_failure(message)
+        sys.exit(1)
     _fail(message)
 
 
@@ -181,7 +183,7 @@ def _run(paths: SyncPaths, cfg: MainConfig, log: logging.Logger, manage_unmanage
         kernel: Kernel = open_kernel()
     except (IPVSUnavailable, KernelError) as exc:
         log.error("%s", exc)
-        if daemonized or not log.handlers or log.level > logging.ERROR:
+        if daemonized:
             _report_failure(daemonized, str(exc))
         return 1
     settings = Settings(paths, manage_unmanaged, keep_diffs, cfg.ipvssync_poll_ms / 1000,
