@@ -15,7 +15,8 @@ from tests.servers import nginx
 from .figures import Row, scale
 from .harness import MakeDaemon, wait_until
 
-# (name, body of check(t), what the reason must say)
+CPU = "CPU time limit"  # whichever budget runs out first, on a loaded machine
+# (name, body of check(t), what the reason must say: one of these)
 HOSTILE = [
     ("python", "return python.eval('1')", "global 'python'"),
     ("io_open", "local f = io.open('/etc/passwd') return f ~= nil", "global 'io'"),
@@ -32,12 +33,16 @@ HOSTILE = [
     ("elsewhere", "local s = sd.tcp() local ok, err = s:connect('127.0.0.2', t.port) "
                   "return ok, err", "only the real under test"),
     ("memory_bomb", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(4096) .. i end",
-     "memory limit"),
-    ("endless_loop", "while true do end", "instruction budget"),
+     ("memory limit", CPU)),
+    ("endless_loop", "while true do end", ("instruction budget", CPU)),
     ("deep_recursion", "local function f(n) return 1 + f(n + 1) end return f(1)",
-     "stack overflow"),
+     ("stack overflow", CPU)),
 ]
 NORMAL = ("tcp", "http")
+
+
+def said(reason: str, expected: str | tuple[str, ...]) -> bool:
+    return any(e in reason for e in ((expected,) if isinstance(expected, str) else expected))
 
 
 def xml(scripts: Path, port: int) -> str:
@@ -50,7 +55,8 @@ def xml(scripts: Path, port: int) -> str:
         out.append(f'    <tester proto="lua" script="{script}" testport="{port}" loopdelay="1" '
                    'timeout="3"/>')
         out.append('    <real name="r" addr="127.0.0.1" port="80" weight="1"/>\n  </virtual>')
-    out.append(f"""  <virtual name="tcp" addr="192.0.2.100" port="80" proto="tcp" sched="wrr" rt="dr">
+    out.append(f"""  <virtual name="tcp" addr="192.0.2.100" port="80" proto="tcp" sched="wrr"
+           rt="dr">
     <tester proto="tcp" testport="{port}" loopdelay="1" timeout="2"/>
     <real name="r" addr="127.0.0.1" port="80" weight="1"/>
   </virtual>
@@ -95,7 +101,7 @@ def test_hostile_lua_beside_normal_testers(make_daemon: MakeDaemon, tmp_path: Pa
     wrong = [f"{name}: online={states.get(name)} reason={reasons.get(name)!r} "
              f"(expected {expected!r})"
              for name, _, expected in HOSTILE
-             if states.get(name) or expected not in reasons.get(name, "")
+             if states.get(name) or not said(reasons.get(name, ""), expected)
              # a script's own "return false, err" is its reason; errors say "lua: ..."
              or not (name == "elsewhere" or reasons.get(name, "").startswith("lua: "))]
     # on schedule: loopdelay 1 s, so about one check a second; allow for a loaded machine
