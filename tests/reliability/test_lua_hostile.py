@@ -17,7 +17,7 @@ from .harness import MakeDaemon, wait_until
 
 CPU = "CPU time limit"  # whichever budget runs out first, on a loaded machine
 # (name, body of check(t), what the reason must say: one of these)
-HOSTILE = [
+HOSTILE: list[tuple[str, str, str | tuple[str, ...]]] = [
     ("python", "return python.eval('1')", "global 'python'"),
     ("io_open", "local f = io.open('/etc/passwd') return f ~= nil", "global 'io'"),
     ("os_execute", "return os.execute('touch /tmp/surealived-pwned')", "execute"),
