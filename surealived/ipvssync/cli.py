@@ -122,8 +122,9 @@ class _Stop:
 @click.option("-v", "--verbose", count=True,
               help="Log level by count, overriding ipvssync_logging: -v error, -vv warn, "
                    "-vvv info, -vvvv debug, -vvvvv dbdet.")
-@click.option("-u", "--del-unmanaged", "manage_unmanaged", is_flag=True,
-              help="Also delete kernel services that are not in the wanted table.")
+@click.option("-u", "--del-unmanaged", "--del-umanaged", "manage_unmanaged", is_flag=True,
+              help="Also delete kernel services that are not in the wanted table "
+                   "(--del-umanaged: the original's spelling).")
 @click.option("-d", "--daemonize", is_flag=True,
               help="Detach into the background and log to ipvssync_log.")
 @click.option("-k", "--keep-diffs", is_flag=True, help="Never remove consumed diff files.")
