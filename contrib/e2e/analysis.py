@@ -114,5 +114,5 @@ def format_timeline(title: str, rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = [title]
     for row in rows:
         after = "never" if row["after_s"] is None else f"{row['after_s']:+7.2f} s"
-        lines.append(f"  {row['what']:<54} {after}")
+        lines.append(f"  {row['what']:<62} {after}")
     return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 # contrib/e2e is a folder of scripts, not a package: load the module from its file.
 _PATH = Path(__file__).resolve().parents[2] / "contrib" / "e2e" / "analysis.py"
@@ -25,7 +26,7 @@ last_where, tally_text, timeline_rows = analysis.last_where, analysis.tally_text
 NAT, DR = "10.0.0.100:80", "10.0.0.101:80"
 
 
-def log(*items: tuple[float, str, str]) -> list[Request]:
+def log(*items: tuple[float, str, str]) -> list[Any]:
     return [Request(t, t + 0.01, vip, result) for t, vip, result in items]
 
 

@@ -3,9 +3,10 @@
 Inside the VM (``contrib/vm/run-in-vm.sh``, Debian's kernel with IPVS) the script builds network
 namespaces for three HTTP backends and a client, runs ``surealived`` (http tester) and
 ``ipvssync`` on the director, sends a stream of requests to a NAT VIP and a DR VIP, kills a
-backend, brings it back, and drains another over the control port. It prints the timeline and
-one ``E2E_RESULTS_JSON <json>`` line of named checks; each check is one test here, so a failure
-names the property and shows its figures. About 1.5 to 3 minutes under TCG.
+backend and brings it back, hangs another (SIGSTOP), and drains a third over the control port.
+It prints the timeline and one ``E2E_RESULTS_JSON <json>`` line of named checks; each check is
+one test here, so a failure names the property and shows its figures. About 1.5 to 3 minutes
+under TCG.
 
     .venv/bin/pytest tests/e2e -q -s         # -s also prints the timeline
 """
@@ -38,10 +39,15 @@ CHECKS = (
     "dr_real_answers_for_the_vip",
     "dead_real_weight_0_in_nat_within_window",
     "dead_real_removed_from_dr_within_window",
-    "after_window_all_requests_succeed_none_to_dead",
-    "first_request_after_table_change_succeeds",
+    "after_dead_window_all_requests_succeed",
+    "dead_first_request_after_table_change_succeeds",
     "back_real_restored_in_table",
     "back_real_gets_traffic_again",
+    "hung_real_weight_0_in_nat_within_window",
+    "hung_real_removed_from_dr_within_window",
+    "after_hung_window_all_requests_succeed",
+    "hung_first_request_after_table_change_succeeds",
+    "hung_real_back_after_sigcont",
     "rset_offline_sets_weight_0",
     "drained_real_gets_no_new_requests",
     "drain_is_per_virtual",
@@ -93,7 +99,7 @@ def test_every_judged_check_is_known_and_passed(e2e: dict[str, Any]) -> None:
 def test_timeline_has_every_figure(e2e: dict[str, Any]) -> None:
     """The figures the README quotes were all measured (none is 'never')."""
     timelines = e2e["timelines"]
-    assert set(timelines) == {"backend_dies", "backend_returns", "drain"}
+    assert set(timelines) == {"backend_dies", "backend_returns", "backend_hangs", "drain"}
     missing = [(key, row["what"]) for key, rows in timelines.items() for row in rows
                if row["after_s"] is None]
     assert not missing, missing
