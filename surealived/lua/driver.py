@@ -20,11 +20,12 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram
+from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram, describe_oserror
 from ..logsetup import LEVELS
 from ..tester_api import Connection, Datagram, Probe, ProbeError, Result
 from .runtime import LuaError, LuaMemoryError
@@ -57,6 +58,8 @@ def _strerror(exc: BaseException) -> str:
             if text.startswith(prefix):
                 return text[len(prefix):]
         return text
+    if isinstance(exc, ssl.SSLError):
+        return describe_oserror("tls", exc).removeprefix("tls: ")
     if isinstance(exc, OSError):
         text = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
         return text.lower()

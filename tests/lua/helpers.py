@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from builtin_testers.lua import LuaTester
-from surealived.engine.probe import Transcript
+from surealived.engine.probe import Transcript, run_check
 from surealived.engine.state import CheckTiming
-from surealived.tester_api import Result
-from tests.testers.helpers import check
+from surealived.tester_api import Result, Target
+from tests.testers.helpers import settings
 
 LUA_TESTERS = Path(__file__).resolve().parents[2] / "lua_testers"
 
@@ -100,5 +100,9 @@ def touch_new(path: str, text: str) -> None:
 async def lua_check(script: str, port: int, *, params: str = "", timeout: float = 3.0,
                     addr: str = "127.0.0.1", transcript: Transcript | None = None,
                     target: dict[str, Any] | None = None) -> tuple[Result, CheckTiming]:
-    return await check(LuaTester, port, addr, timeout=timeout, transcript=transcript,
-                       target=target, script=script, params=params)
+    options = settings(LuaTester, script=script, params=params)
+    fields: dict[str, Any] = {"addr": addr, "port": port, "rname": "r1", "rport": 80,
+                              "vname": "v1", "vaddr": "192.0.2.1", "vport": 80, "vproto": "tcp",
+                              "vfwmark": 0, "timeout": timeout}
+    fields.update(target or {})
+    return await run_check(LuaTester(options), Target(**fields), options, transcript=transcript)

@@ -25,8 +25,9 @@ ESCAPES = [
     ("bytecode via loadstring",
      r"local f, err = loadstring('\27Lua\81\0\1\4\8\4\8\0'); return f == nil, err", "up"),
     ("bytecode via load",
-     r"local n = 0; local f, err = load(function() n = n + 1; if n == 1 then return '\27Lua' end end)"
-     "; return f == nil and err == 'attempt to load a binary chunk'", "up"),
+     r"local n = 0; local f, err = load(function() n = n + 1;"
+     r" if n == 1 then return '\27Lua' end end);"
+     " return f == nil and err == 'attempt to load a binary chunk'", "up"),
     ("debug library", "return debug.getinfo(1)", "attempt to index global 'debug'"),
     ("absent globals",
      "return io == nil and require == nil and dofile == nil and loadfile == nil and package == nil"
@@ -34,8 +35,8 @@ ESCAPES = [
      " and gcinfo == nil and os.execute == nil and os.exit == nil and os.getenv == nil"
      " and os.remove == nil and string.dump == nil", "up"),
     ("getfenv(0)", "return getfenv(0)", "attempt to call global 'getfenv'"),
-    ("loadstring env", "local f = loadstring('return os.execute or io or debug'); return f() == nil",
-     "up"),
+    ("loadstring env",
+     "local f = loadstring('return os.execute or io or debug'); return f() == nil", "up"),
     ("_G walk", """
         local seen, bad = {}, {}
         local function walk(t, depth)
@@ -85,6 +86,8 @@ ESCAPES = [
     ("rep bomb", "return ('x'):rep(1e9)", "result longer than"),
 ]
 
+# a memory bomb meets the memory cap, or on a busy machine the CPU slice first: both contain it
+MEMORY = "memory limit of the Lua runtime reached|CPU time limit exhausted"
 BOMBS = [
     ("endless loop", "while true do end", "instruction budget exhausted"),
     ("endless loop in pcall in a loop",
@@ -104,14 +107,14 @@ BOMBS = [
      "table.sort({3, 2, 1}, function(a, b) while true do end end)",
      "instruction budget exhausted"),
     ("memory bomb", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(1048576) .. i end",
-     "memory limit of the Lua runtime reached"),
+     MEMORY),
     ("memory churn", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(4096) .. i end",
      "CPU time limit exhausted"),
     ("memory bomb caught by pcall",
      "local t = {} while true do pcall(function() t[#t + 1] = ('y'):rep(1048576) .. #t end) end",
-     "memory limit of the Lua runtime reached"),
+     MEMORY),
     ("string doubling", "local s = 'x' while true do s = s .. s end",
-     "memory limit of the Lua runtime reached"),
+     MEMORY),
     ("deep recursion", "local function f(n) return 1 + f(n + 1) end return f(1)", "stack overflow"),
     ("deep pcall nesting", "local function f() local ok, e = pcall(f) error(e, 0) end f()",
      "stack overflow"),
@@ -131,7 +134,7 @@ def _assert(result, expected: str) -> None:  # type: ignore[no-untyped-def]
         assert result.ok, result.reason
     else:
         assert not result.ok
-        assert expected in result.reason, result.reason
+        assert any(e in result.reason for e in expected.split("|")), result.reason
 
 
 @pytest.mark.parametrize(("name", "body", "expected"), ESCAPES, ids=[c[0] for c in ESCAPES])

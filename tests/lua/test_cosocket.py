@@ -1,0 +1,245 @@
+"""The cosocket API: return conventions, timeouts, receive patterns, TLS, verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from surealived.engine.probe import Transcript
+from tests.servers import free_port, nginx
+
+from .helpers import dialogue_server, lua_check, write_script
+
+pytestmark = pytest.mark.asyncio
+
+
+def check_body(tmp_path: Path, body: str) -> str:
+    return write_script(tmp_path, "function check(t)\nlocal s = sd.tcp()\n"
+                                  "assert(s:connect(t.addr, t.port))\n" + body + "\nend\n")
+
+
+async def test_read_timeout_leaves_the_socket_usable(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        s:settimeout(100)
+        local data, err, partial = s:receive()
+        if data or err ~= "timeout" then return false, "expected a timeout" end
+        s:settimeout(2000)
+        local line = s:receive()
+        return line == "late", line""")
+    async with dialogue_server([("send", b"la"), ("sleep", 0.4), ("send", b"te\r\n")]) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.ok, result
+
+
+async def test_receive_patterns(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        local a = s:receive(3)
+        local b = s:receive("*l")
+        local reader = s:receiveuntil("--")
+        local c = reader()
+        local inc = s:receiveuntil("!", { inclusive = true })()
+        local d = s:receiveany(100)
+        local rest = s:receive("*a")
+        local got = table.concat({a, b, c, inc, d, rest}, "|")
+        return got == "abc|line|until|bang!|any|all the rest", got""")
+    steps = [("send", b"abcline\r\nuntil--bang!"), ("sleep", 0.1), ("send", b"any"),
+             ("sleep", 0.1), ("send", b"all the rest"), ("close",)]
+    async with dialogue_server(steps) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.ok, result
+
+
+async def test_receiveuntil_with_a_size_streams_pieces(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        local reader = s:receiveuntil("\\r\\n\\r\\n")
+        local pieces = {}
+        while true do
+          local piece, err = reader(4)
+          if not piece then if err then return false, err end break end
+          pieces[#pieces + 1] = piece
+        end
+        return table.concat(pieces, ",") == "HTTP,/1.0, 200", table.concat(pieces, ",")""")
+    async with dialogue_server([("send", b"HTTP/1.0 200\r\n\r\nbody")]) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.ok, result
+
+
+async def test_closed_gives_the_partial_data(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        local data, err, partial = s:receive(10)
+        local again, err2 = s:receive(1)
+        return data == nil and err == "closed" and partial == "abc" and err2 == "closed",
+               tostring(err) .. " " .. tostring(partial) .. " " .. tostring(err2)""")
+    async with dialogue_server([("send", b"abc"), ("close",)]) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.ok, result
+
+
+async def test_errors_are_short_and_lowercase(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          local ok, err = s:connect(t.addr, t.port)
+          local n, serr = s:send("x")
+          local c, cerr = s:close()
+          return false, table.concat({tostring(ok), err, serr, cerr}, "|")
+        end""")
+    port = free_port()
+    result, _ = await lua_check(script, port)
+    assert result.reason == "nil|connection refused|closed|closed"
+
+
+async def test_programmer_mistakes_raise(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          return s.connect(nil, t.port)
+        end""")
+    result, _ = await lua_check(script, 9)
+    assert "bad argument #1 to 'connect' (socket expected" in result.reason
+
+
+@pytest.mark.parametrize(("ret", "ok", "weight", "percent", "reason"), [
+    ("true", True, None, False, ""),
+    ("true, 'fine'", True, None, False, "fine"),
+    ("false, 'nope'", False, None, False, "nope"),
+    ("false", False, None, False, "check() returned false"),
+    ("nil", False, None, False, "check() returned nil"),
+    ("25", True, 25, False, ""),
+    ("'50%'", True, 50, True, ""),
+    ("'0%'", True, 0, True, ""),
+    ("-1", False, None, False, "lua: check() returned weight -1 (valid: an integer 0..65535)"),
+    ("1.5", False, None, False, "lua: check() returned weight 1.5"),
+    ("'150%'", False, None, False, "lua: check() returned \"150%\""),
+    ("{}", False, None, False, "lua: check() returned a table"),
+])
+async def test_verdicts(tmp_path: Path, ret: str, ok: bool, weight: int | None, percent: bool,
+                        reason: str) -> None:
+    script = write_script(tmp_path, f"function check(t) return {ret} end")
+    result, _ = await lua_check(script, 9)
+    assert (result.ok, result.weight, result.percent) == (ok, weight, percent)
+    assert result.reason.startswith(reason), result.reason
+
+
+async def test_target_fields_and_args(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local keys = {"addr", "port", "vname", "vaddr", "vport", "vproto", "vfwmark", "rname",
+                        "rport", "params", "timeout", "ssl"}
+          local out = {}
+          for _, k in ipairs(keys) do out[#out + 1] = tostring(t[k]) end
+          out[#out + 1] = t.args.user .. "/" .. t.args.password .. "/" .. tostring(t.args.flag)
+          return false, table.concat(out, " ")
+        end""")
+    result, _ = await lua_check(script, 1234, params="user=u; password=p flag", timeout=2.5,
+                                target={"vfwmark": 7})
+    assert result.reason == ("127.0.0.1 1234 v1 192.0.2.1 80 tcp 7 r1 80 "
+                             "user=u; password=p flag 2500 false u/p/true")
+
+
+async def test_pcall_and_coroutines_can_do_io(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        local ok, line = pcall(function() return s:receive() end)
+        local co = coroutine.wrap(function()
+          coroutine.yield(s:receive())
+          return "done"
+        end)
+        local second = co()
+        return ok and line == "one" and second == "two" and co() == "done" """)
+    async with dialogue_server([("send", b"one\ntwo\n")]) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.ok, result
+
+
+async def test_sleep_now_log_and_the_transcript(tmp_path: Path) -> None:
+    script = check_body(tmp_path, """
+        local t0 = sd.now()
+        sd.sleep(50)
+        print("slept", sd.now() - t0 >= 0.04)
+        sd.log("info", "hello ", 42)
+        s:send("ping\\r\\n")
+        return s:receive() == "pong" """)
+    transcript = Transcript()
+    async with dialogue_server([("expect", b"\r\n"), ("send", b"pong\r\n")]) as srv:
+        result, _ = await lua_check(script, srv.port, transcript=transcript)
+    assert result.ok, result
+    text = transcript.render().decode()
+    assert "lua debug: slept\ttrue" in text and "lua info: hello 42" in text
+    assert text.index("ping") < text.index("pong")
+
+
+async def test_the_whole_check_is_bounded_by_the_timeout(tmp_path: Path) -> None:
+    script = check_body(tmp_path, "return s:receive()")
+    async with dialogue_server([("sleep", 3)]) as srv:
+        result, _ = await lua_check(script, srv.port, timeout=0.3)
+    assert not result.ok and result.reason.startswith("timeout after 0.3s")
+
+
+async def test_other_ports_of_the_real(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          local port = tonumber(t.args.other)
+          assert(s:connect(t.addr, port))
+          return s:receive() == "other"
+        end""")
+    async with dialogue_server([("send", b"other\n")]) as srv:
+        result, timing = await lua_check(script, 9, params=f"other={srv.port}")
+    assert result.ok, result
+    assert timing.bytes_received == 6
+
+
+async def test_tls_with_ssl_attribute_and_sslhandshake(tmp_path: Path) -> None:
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          local port = tonumber(t.args.port) or t.port
+          assert(s:connect(t.addr, port))
+          local ok, err = s:sslhandshake(nil, t.args.sni, t.args.verify == "1")
+          if not ok then return false, err end
+          s:send("GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+          local line = s:receive()
+          return line and line:find(" 200 ") ~= nil, line
+        end""")
+    with nginx(tmp_path / "nginx") as web:
+        # SSL="1": the daemon's connect is already TLS, sslhandshake() has nothing to do
+        on, _ = await lua_check(script, web.tls_port, target={"ssl": True})
+        # plain connect, then TLS from the script, verified against the test CA
+        verified, _ = await lua_check(
+            script, 9, params=f"port={web.tls_port} sni=real1.example.test verify=1",
+            target={"ssl_ca": str(web.ca_file)})
+        wrong, _ = await lua_check(
+            script, 9, params=f"port={web.tls_port} sni=other.example.test verify=1",
+            target={"ssl_ca": str(web.ca_file)})
+    assert on.ok, on
+    assert verified.ok, verified
+    assert not wrong.ok and wrong.reason.startswith("handshake failed: certificate verify failed")
+
+
+async def test_udp(tmp_path: Path) -> None:
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.transport.sendto(data.upper(), addr)  # type: ignore[attr-defined]
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    script = write_script(tmp_path, """
+        function check(t)
+          local u = sd.udp()
+          u:settimeout(1000)
+          assert(u:setpeername(t.addr, t.port))
+          u:send("hello")
+          local data, err = u:receive()
+          return data == "HELLO", data or err
+        end""")
+    try:
+        result, _ = await lua_check(script, port)
+    finally:
+        transport.close()
+    assert result.ok, result
