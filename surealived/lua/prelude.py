@@ -137,7 +137,7 @@ local function request(...)
   local me = co_running()
   local c = current
   if c.loading then
-    error("no I/O while the script loads: call sockets from check() or process_event()", 0)
+    error("no I/O while the script loads: call sockets from check() or process_event()", 3)
   end
   if kind[me] ~= "check" then
     return co_yield(REQ, ...)

@@ -1,0 +1,89 @@
+"""Hot edits: a changed script runs at the next check; a broken edit keeps the last good version,
+is logged once and shows in ``script_errors()`` and in ``surealived -t``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from builtin_testers.lua import LuaTester
+from surealived.cli import main
+from surealived.engine.probe import run_check
+from surealived.lua import SCRIPTS, script_errors
+from surealived.tester_api import Target
+from tests.testers.helpers import settings
+
+from .helpers import lua_check, touch_new, write_script
+
+
+@pytest.mark.asyncio
+async def test_edit_broken_edit_and_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    script = write_script(tmp_path, "function check(t) return true, 'v1' end")
+    first, _ = await lua_check(script, 9)
+    assert first.reason == "v1"
+
+    touch_new(script, "function check(t) return true, 'v2' end")
+    second, _ = await lua_check(script, 9)
+    assert second.reason == "v2"
+
+    touch_new(script, "function check(t)\n x = = 1 end")
+    for _ in range(3):
+        third, _ = await lua_check(script, 9)
+        assert third.ok and third.reason == "v2"  # the last good version keeps running
+    problem = script_errors()[script]
+    assert problem.message == f"{script}:2: unexpected symbol near '='" and problem.running_old
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert logged == [f"Lua script {script}: {problem.message} (the previous version keeps "
+                      "running)"]
+
+    touch_new(script, "function check(t) return false, 'v4' end")
+    fourth, _ = await lua_check(script, 9)
+    assert fourth.reason == "v4"
+    assert script not in script_errors()
+
+
+@pytest.mark.asyncio
+async def test_a_script_that_never_compiled_fails_with_the_error(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "function check(t)")
+    message = f"{script}:2: 'end' expected (to close 'function' at line 1) near '<eof>'"
+    assert SCRIPTS.get(script).error == message
+    result, _ = await lua_check(script, 9)
+    assert result.reason == f"lua: {message}"
+
+
+@pytest.mark.asyncio
+async def test_deleted_script_keeps_running(tmp_path: Path) -> None:
+    script = write_script(tmp_path, "function check(t) return true, 'here' end")
+    options = settings(LuaTester, script=script)
+    tester = LuaTester(options)
+    target = Target(addr="127.0.0.1", port=9, rname="r", rport=9, vname="v", vaddr="192.0.2.1",
+                    vport=9, vproto="tcp", vfwmark=0, timeout=1)
+    assert (await run_check(tester, target, options))[0].reason == "here"
+    os.unlink(script)
+    result, _ = await run_check(tester, target, options)
+    assert result.reason == "here"
+    assert "cannot read: no such file or directory" in script_errors()[script].message
+
+
+def test_check_config_reports_script_errors_with_file_and_line(tmp_path: Path) -> None:
+    bad = write_script(tmp_path, "function check(t)\n  return = 1\nend\n", "bad.lua")
+    none = write_script(tmp_path, "x = 1\n", "none.lua")
+    io = write_script(tmp_path, "local s = sd.tcp() s:connect('127.0.0.1', 80)\n"
+                                "function check(t) return true end\n", "io.lua")
+    xml = tmp_path / "sd.xml"
+    virtuals = "".join(
+        f'<virtual name="v{i}" addr="192.0.2.{i + 1}" port="80" proto="tcp" sched="wrr" rt="dr">'
+        f'<tester proto="lua" testport="80" script="{path}"/>'
+        f'<real name="r1" addr="192.0.2.100" port="80" weight="1"/></virtual>'
+        for i, path in enumerate((bad, none, io)))
+    xml.write_text(f"<surealived>{virtuals}</surealived>")
+    cfg = tmp_path / "surealived.cfg"
+    cfg.write_text("")
+    result = CliRunner().invoke(main, ["-t", "-c", str(cfg), str(xml)])
+    assert result.exit_code == 1
+    assert f"{bad}:2: unexpected symbol near '='" in result.output
+    assert f"{none}: defines neither check(t) nor prepare() and process_event()" in result.output
+    assert f"{io}:1: no I/O while the script loads" in result.output
