@@ -24,6 +24,7 @@ def build(daemon: Daemon) -> list[Component]:
     """Every component of this daemon, in start order (each helper adds its own line)."""
     from .control.server import ControlServer
     from .limits import MemoryLimit
+    from .lua.component import LuaComponent
     from .notify import NotifyComponent
     from .persist.component import PersistComponent
     from .sdnotify import SystemdNotifier
@@ -33,6 +34,7 @@ def build(daemon: Daemon) -> list[Component]:
 
     components: list[Component] = []
     components.append(MemoryLimit())
+    components.append(LuaComponent())  # Lua limits from surealived.cfg, lua_errors counter
     components.append(PersistComponent())  # restores override, offline, stats dumps
     components.append(NotifyComponent())  # restores notify.dump
     components.append(SyncComponent())  # forced snapshot + reload flag, after the restores

@@ -1,0 +1,37 @@
+"""The daemon's part for Lua testers: the limits from surealived.cfg and the error counter.
+
+``lua_memory_kb`` caps each script's runtime, ``lua_instructions`` is the budget of one check;
+both apply to running scripts on start and on reload. Every Lua error (a script error, a
+broken budget or memory cap) counts in ``stats`` / the metrics as ``lua_errors``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .scripts import SCRIPTS
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
+
+
+class LuaComponent:
+    async def start(self, daemon: Daemon) -> None:
+        self._apply(daemon)
+
+    async def reloaded(self, daemon: Daemon) -> None:
+        self._apply(daemon)
+
+    async def stop(self, daemon: Daemon) -> None:
+        SCRIPTS.on_error = None
+
+    @staticmethod
+    def _apply(daemon: Daemon) -> None:
+        m = daemon.maincfg
+        SCRIPTS.set_limits(m.lua_memory_kb * 1024, m.lua_instructions)
+        counters = daemon.state.counters
+
+        def count() -> None:
+            counters.lua_errors += 1
+
+        SCRIPTS.on_error = count
