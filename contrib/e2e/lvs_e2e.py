@@ -71,6 +71,7 @@ def program(name: str) -> str:
 NAT_VIP, DR_VIP, PORT = "10.0.0.100", "10.0.0.101", 80
 NAT, DR = f"{NAT_VIP}:{PORT}", f"{DR_VIP}:{PORT}"
 CLIENT_ADDR = "10.0.2.2"
+CLIENT_TIMEOUT = 1.0  # seconds the client waits to connect, and then for the reply
 REALS = {"rs1": "10.0.1.2", "rs2": "10.0.1.3", "rs3": "10.0.1.4"}
 WEIGHT = 10
 SAMPLE = 0.1  # seconds between looks at the kernel table and the control port
@@ -455,8 +456,8 @@ class Story:
         say("backends answer directly; starting the client, surealived and ipvssync")
         self.procs.start("client", ["ip", "netns", "exec", "cli", PY,
                                     os.path.join(HERE, "client.py"), self.client_log,
-                                    f"{NAT},{DR}", "--gap", str(s.gap), "--timeout", "1",
-                                    "--max-seconds", "400"])
+                                    f"{NAT},{DR}", "--gap", str(s.gap),
+                                    "--timeout", str(CLIENT_TIMEOUT), "--max-seconds", "400"])
         if not self.checks.add("client_runs", wait_for(
                 "the client's first requests", lambda: len(self.requests()) >= 2, 60),
                 "the client in its namespace sends requests to both VIPs"):
@@ -603,8 +604,9 @@ class Story:
         self.figures[f"{prefix}_failed_requests"] = [
             {"after_s": round(r.t0 - t_fail, 2), "vip": r.vip, "result": r.result}
             for r in failed]
-        # A request that started before the table changed may still fail, up to its timeout.
-        self.fail_spans.append((t_fail, changed + 1.0))
+        # A request in flight when the backend failed may fail, and so may one that started
+        # before the table changed: each lasts up to the client's timeout.
+        self.fail_spans.append((t_fail - CLIENT_TIMEOUT, changed + CLIENT_TIMEOUT))
 
     def come_back(self, victim: str, t_back: float) -> None:
         s = self.s
@@ -701,9 +703,10 @@ class Story:
         reqs = between(self.requests(), self.t_base, self.t_end)
         stray = [r for r in reqs if not r.ok
                  and not any(start <= r.t0 < end for start, end in self.fail_spans)]
+        where = ", ".join(f"{r.result} to {r.vip} at +{r.t0 - self.t_base:.2f} s" for r in stray)
         self.checks.add("no_failures_outside_the_detection_window", not stray and len(reqs) > 50,
                         f"{len(reqs)} requests in all: {tally_text(reqs)}; "
-                        f"{len(stray)} failed outside the window")
+                        f"{len(stray)} failed outside the windows {where}".rstrip())
         self.figures["requests_total"] = len(reqs)
 
     def finish(self) -> None:
