@@ -28,7 +28,7 @@ from .mutate import generate_cfg, generate_xml, mutate_xml, seeds
 REGISTRY = load_testers()
 SEEDS = seeds()
 COUNTS: dict[str, list[float]] = {}  # part -> [cases, accepted, first and last time]
-FUZZ = settings(max_examples=1500 * scale(), deadline=None, derandomize=False,
+FUZZ = settings(max_examples=1000 * scale(), deadline=None, derandomize=False,
                 suppress_health_check=list(HealthCheck), database=None)
 
 
@@ -174,7 +174,7 @@ def run_check(folder: Path, xml: bytes, cfg: str) -> tuple[int, str, str]:
 
 def test_cli_never_shows_a_traceback(tmp_path: Path) -> None:
     rng = random.Random(9)
-    n = 40 * scale()
+    n = 32 * scale()
     cases = []
     for i in range(n):
         path, data = rng.choice(SEEDS)
