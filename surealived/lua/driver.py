@@ -27,7 +27,7 @@ from typing import Any
 
 from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram, describe_oserror
 from ..logsetup import LEVELS
-from ..tester_api import Connection, Datagram, Probe, ProbeError, Result
+from ..tester_api import Connection, Datagram, Probe, ProbeError, Result, Target
 from .runtime import LuaError, LuaMemoryError
 from .scripts import SCRIPTS, Script
 
@@ -37,6 +37,7 @@ LINE_LIMIT = 65536
 ALL_LIMIT = 1 << 20
 EXACT_LIMIT = 16 << 20
 UNTIL_LIMIT = 1 << 20
+MEMORY = "memory limit of the Lua runtime reached"
 
 
 class SockError(Exception):
@@ -102,20 +103,15 @@ class Session:
         self.target = probe.target
         self.slots: dict[int, Slot] = {}
         self.mkerr = script.runtime.mkerr
-        self.ops: dict[bytes, Callable[..., Awaitable[Any]]] = {
-            b"connect": self.connect, b"tls": self.tls, b"send": self.send,
-            b"recv": self.receive, b"close": self.close_slot, b"bind": self.bind,
-            b"peer": self.peer, b"sleep": self.sleep, b"now": self.now, b"log": self.log,
-        }
 
     async def handle(self, request: Any) -> Any:
         if not isinstance(request, tuple) or not request:
             request = (request,)
-        op = self.ops.get(request[0]) if isinstance(request[0], bytes) else None
+        op = OPS.get(request[0]) if isinstance(request[0], bytes) else None
         if op is None:
             raise ProbeError(f"lua: unknown request {request[0]!r}")
         try:
-            return await op(*request[1:])
+            return await op(self, *request[1:])
         except SockError as exc:
             if not exc.keep and len(request) > 1 and request[1] in self.slots:
                 self.slots[request[1]].close()
@@ -150,6 +146,8 @@ class Session:
             raise SockError(_strerror(exc)) from None
 
     def check_host(self, host: bytes) -> None:
+        if host.decode("utf-8", "replace") == self.target.addr:
+            return
         if _normal_addr(host.decode("utf-8", "replace")) != self.target.addr:
             raise SockError(f"only the real under test ({self.target.addr}) may be reached")
 
@@ -297,12 +295,19 @@ class Session:
         return None
 
 
+OPS: dict[bytes, Callable[..., Awaitable[Any]]] = {
+    b"connect": Session.connect, b"tls": Session.tls, b"send": Session.send,
+    b"recv": Session.receive, b"close": Session.close_slot, b"bind": Session.bind,
+    b"peer": Session.peer, b"sleep": Session.sleep, b"now": Session.now, b"log": Session.log,
+}
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
 def _result(script: Script, reply: Any) -> Result:
-    status, reason, weight, trace = (tuple(reply) + (None,) * 4)[:4]
+    status, reason, weight = (tuple(reply) + (None,) * 3)[:3]
     text = _text(reason)
     if status == b"up":
         return Result.up(text)
@@ -312,11 +317,45 @@ def _result(script: Script, reply: Any) -> Result:
         return Result.with_weight(int(weight), reason=text)
     if status == b"percent":
         return Result.with_weight(int(weight), percent=True, reason=text)
-    if text.startswith("memory limit"):
+    return _script_error(script, text)
+
+
+def _script_error(script: Script, text: str) -> Result:
+    if text.startswith(MEMORY):
         script.runtime.recover()
-    script.report_once(text, _text(trace) if trace else None)
+    script.report_once(text)
     SCRIPTS.count_error()
     return Result.down(f"lua: {text}")
+
+
+async def _error_ended(session: Session, exc: LuaError) -> Result:
+    """The check raised: log what it printed before, then fail with the error's first line."""
+    logs = list(session.script.runtime.drain().values())
+    for level, message in zip(logs[::2], logs[1::2], strict=False):
+        await session.log(level, message)
+    if isinstance(exc, LuaMemoryError):
+        return _script_error(session.script, MEMORY)
+    text = str(exc).splitlines()[0] if str(exc) else "error object is not a string"
+    return _script_error(session.script, text)
+
+
+_args_cache: dict[int, tuple[Target, str, tuple[Any, ...]]] = {}
+
+
+def check_args(probe: Probe) -> tuple[Any, ...]:
+    """``run_check``'s arguments for this target (kept per target: the engine reuses them)."""
+    t = probe.target
+    params = probe.settings.get("params", "")
+    cached = _args_cache.get(id(t))
+    if cached is not None and cached[0] is t and cached[1] == params:
+        return cached[2]
+    args = (t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport,
+            t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport, params.encode(),
+            int(t.timeout * 1000), t.ssl)
+    if len(_args_cache) > 100_000:
+        _args_cache.clear()
+    _args_cache[id(t)] = (t, params, args)
+    return args
 
 
 async def run_script(script: Script, probe: Probe) -> Result:
@@ -324,27 +363,16 @@ async def run_script(script: Script, probe: Probe) -> Result:
     script.refresh()
     if script.factory is None:
         return Result.down(f"lua: {script.error}")
-    t = probe.target
     session = Session(script, probe)
-    runtime = script.runtime
-    co = runtime.run_check.coroutine(
-        script.factory, script.limits.instructions, t.addr.encode(), t.port, t.vname.encode(),
-        t.vaddr.encode(), t.vport, t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport,
-        probe.settings.get("params", "").encode(), int(t.timeout * 1000), t.ssl)
+    co = script.runtime.run_check.coroutine(script.factory, script.limits.instructions,
+                                            *check_args(probe))
     reply: Any = None
     try:
         while True:
             try:
                 request = co.send(reply)
-            except LuaMemoryError:
-                runtime.recover()
-                SCRIPTS.count_error()
-                return Result.down("lua: memory limit of the Lua runtime reached")
             except LuaError as exc:
-                message = str(exc).splitlines()[0] if str(exc) else "error"
-                script.report_once(message, str(exc))
-                SCRIPTS.count_error()
-                return Result.down(f"lua: {message}")
+                return await _error_ended(session, exc)
             if not co:
                 return _result(script, request)
             reply = await session.handle(request)

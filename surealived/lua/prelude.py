@@ -21,7 +21,7 @@ local REP_MAX = 64 * 1024 * 1024
 local MAX_SOCKETS = 16
 local SLICE = 0.2  -- seconds of CPU a check may use between two I/O calls
 
-local debug_sethook, debug_traceback = debug.sethook, debug.traceback
+local debug_sethook = debug.sethook
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_status, co_running = coroutine.status, coroutine.running
 local raw_loadstring, setfenv = loadstring, setfenv
@@ -73,10 +73,9 @@ end
 -- Checks, threads and the instruction budget --------------------------------------------------
 local IDLE = { left = huge, since = huge }
 local current = IDLE              -- the check whose Lua code is running
-local kind = setmetatable({}, { __mode = "k" })     -- thread -> "check" | "user" | "pcall"
+local kind = setmetatable({}, { __mode = "k" })     -- thread -> "user" | "pcall"
 local parent = setmetatable({}, { __mode = "k" })   -- pcall thread -> thread that made it
 local in_user = setmetatable({}, { __mode = "k" })  -- pcall thread inside a user coroutine
-local owner = setmetatable({}, { __mode = "k" })    -- check thread -> its check state
 local REQ = {}
 
 local function hook()
@@ -139,7 +138,7 @@ local function request(...)
   if c.loading then
     error("no I/O while the script loads: call sockets from check() or process_event()", 3)
   end
-  if kind[me] ~= "check" then
+  if me ~= c.thread then
     return co_yield(REQ, ...)
   end
   flush_logs(c)
@@ -506,36 +505,54 @@ local sd = {
 }
 
 -- Environments --------------------------------------------------------------------------------
+-- The library tables a script sees are empty proxies, shared by the checks of a runtime: their
+-- metatables are protected and every raw writer refuses them, so no check can change them.
+local PROTECTED = setmetatable({}, { __mode = "k" })
+
+local function readonly(t, name)
+  local proxy = setmetatable({}, {
+    __index = t, __metatable = false,
+    __newindex = function() error("attempt to modify the read-only table '" .. name .. "'", 2) end,
+  })
+  PROTECTED[proxy] = name
+  return proxy
+end
+
+local function guard(f, fname)
+  return function(t, ...)
+    if PROTECTED[t] then
+      error("bad argument #1 to '" .. fname .. "' (the table '" .. PROTECTED[t]
+            .. "' is read-only)", 2)
+    end
+    return f(t, ...)
+  end
+end
+
+local sb_table = {}
+for k, v in pairs(table) do sb_table[k] = v end
+sb_table.insert = guard(table.insert, "insert")
+sb_table.remove = guard(table.remove, "remove")
+sb_table.sort = guard(table.sort, "sort")
+
 local BASE = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-  rawequal = rawequal, rawget = rawget, rawset = rawset, select = select,
+  rawequal = rawequal, rawget = rawget, rawset = guard(rawset, "rawset"), select = select,
   setmetatable = setmetatable, getmetatable = getmetatable, tonumber = tonumber,
   tostring = tostring, type = type, unpack = unpack, _VERSION = _VERSION,
   pcall = sb_pcall, xpcall = sb_xpcall, print = sb_print, loadstring = sb_loadstring,
   load = sb_load, collectgarbage = sb_collectgarbage,
+  string = readonly(string, "string"),
+  table = readonly(sb_table, "table"),
+  math = readonly(math, "math"),
+  os = readonly({ time = os.time, clock = os.clock, date = os.date }, "os"),
+  coroutine = readonly({ create = sb_create, resume = sb_resume, yield = sb_yield,
+                         status = sb_status, running = sb_running, wrap = sb_wrap }, "coroutine"),
+  sd = readonly(sd, "sd"),
 }
 local ENV_MT = { __index = BASE, __metatable = false }
 
-local function readonly_mt(t, name)
-  return {
-    __index = t, __metatable = false,
-    __newindex = function() error("attempt to modify the read-only table '" .. name .. "'", 2) end,
-  }
-end
-local LIBS = {
-  string = readonly_mt(string, "string"),
-  table = readonly_mt(table, "table"),
-  math = readonly_mt(math, "math"),
-  os = readonly_mt({ time = os.time, clock = os.clock, date = os.date }, "os"),
-  coroutine = readonly_mt({ create = sb_create, resume = sb_resume, yield = sb_yield,
-                            status = sb_status, running = sb_running, wrap = sb_wrap },
-                          "coroutine"),
-  sd = readonly_mt(sd, "sd"),
-}
-
 local function new_env()
   local env = setmetatable({}, ENV_MT)
-  for name, mt in pairs(LIBS) do env[name] = setmetatable({}, mt) end
   env._G = env
   return env
 end
@@ -647,29 +664,19 @@ local function body(factory, env, t)
   return "error", "the script defines neither check(t) nor prepare() and process_event()"
 end
 
-local function protected(...)
-  local co = new_thread(body, "pcall")
-  local function finish(ok, ...)
-    if co_status(co) == "dead" then
-      if ok then return ... end
-      local err = ...
-      if err == "not enough memory" then
-        err = "memory limit of the Lua runtime reached"
-      elseif type(err) ~= "string" then
-        err = "error object is a " .. type(err) .. " value"
-      end
-      return "error", current.killed or err, nil, debug_traceback(co, err)
-    end
-    if (...) == REQ then return finish(co_resume(co, request(select(2, ...)))) end
-    return "error", "attempt to yield from outside a coroutine"
-  end
-  return finish(co_resume(co, ...))
-end
-
-local function finish_check(c, status, reason, weight, trace)
+local function finish_check(c, status, reason, weight)
   flush_logs(c)
   current = IDLE
-  return status, reason, weight, trace
+  return status, reason, weight
+end
+
+-- After an error ended a check (it propagates to Python, which formats it): the check's
+-- pending log lines, flat (level, message, ...), and the runtime idle again.
+local function drain()
+  local logs = current.logs or {}
+  current.logs = nil
+  current = IDLE
+  return logs
 end
 
 -- run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport,
@@ -678,8 +685,7 @@ local function run_check(factory, budget, addr, port, vname, vaddr, vport, vprot
                          rname, rport, params, timeout, ssl)
   local me = co_running()
   local c = { left = budget, budget = budget, nsock = 0, since = os_clock() }
-  kind[me] = "check"
-  owner[me] = c
+  c.thread = me
   current = c
   sethook()
   local env = new_env()
@@ -689,7 +695,7 @@ local function run_check(factory, budget, addr, port, vname, vaddr, vport, vprot
     vfwmark = vfwmark, rname = rname, rport = rport, params = params,
     args = parse_args(params), timeout = timeout, ssl = ssl,
   }
-  return finish_check(c, protected(factory, env, t))
+  return finish_check(c, body(factory, env, t))
 end
 
 -- compile(source, chunkname): a factory making a fresh main function per check, or nil, err.
@@ -707,8 +713,7 @@ end
 local function inspect(factory, budget)
   local me = co_running()
   local c = { left = budget, budget = budget, nsock = 0, loading = true, since = os_clock() }
-  kind[me] = "check"
-  owner[me] = c
+  c.thread = me
   current = c
   sethook()
   local env = new_env()
@@ -745,5 +750,5 @@ local function mkerr(err, partial)
 end
 
 python = nil
-return run_check, compile, inspect, mkerr
+return run_check, compile, inspect, mkerr, drain
 """

@@ -33,11 +33,12 @@ class Runtime:
                                     unpack_returned_tuples=True, encoding=None,
                                     attribute_filter=_no_attributes, max_memory=max_memory)
         chunk = self.lua.globals().loadstring(PRELUDE.encode(), b"=sandbox")
-        run_check, compile_, inspect, mkerr = chunk()
+        run_check, compile_, inspect, mkerr, drain = chunk()
         self.run_check: Any = run_check
         self.compile: Any = compile_
         self.inspect: Any = inspect
         self.mkerr: Any = mkerr
+        self.drain: Any = drain
 
     def set_max_memory(self, max_memory: int) -> None:
         self.lua.set_max_memory(max_memory)

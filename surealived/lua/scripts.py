@@ -122,14 +122,12 @@ class Script:
         else:
             log.error("Lua script %s: %s", self.path, message)
 
-    def report_once(self, reason: str, trace: str | None) -> None:
+    def report_once(self, reason: str) -> None:
         """Log a script's runtime error the first time it is seen (checks go on failing)."""
         if reason in self.reported or len(self.reported) >= 100:
             return
         self.reported.add(reason)
         log.warning("Lua script %s: %s (logged once)", self.path, reason)
-        if trace:
-            log.debug("Lua script %s: %s", self.path, trace)
 
 
 @dataclass
