@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from surealived.engine.fastpath import Exchange
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
@@ -58,6 +59,28 @@ class HttpTester(Tester):
         self.body_re = re.compile(pattern.encode()) if pattern else None
         self.quick = settings["naive"] and self.body_re is None
         self.max_body: int = settings["max_body"]
+        self._verdicts: dict[int, Result] = {}
+
+    def fast_exchange(self) -> Exchange | None:
+        """The naive check for the engine's fast path: send, read 12 bytes, judge them."""
+        if not self.quick:
+            return None
+        return Exchange(self.request, 12, "the status line", self.judge_status_line)
+
+    def judge_status_line(self, head: bytes) -> Result:
+        """The verdict of the naive check on ``HTTP/1.x NNN`` (cached: a few codes ever occur)."""
+        status = parse_status(head)
+        verdict = self._verdicts.get(status)
+        if verdict is None:
+            verdict = self.judge_status(status)
+            if len(self._verdicts) < 64:
+                self._verdicts[status] = verdict
+        return verdict
+
+    def judge_status(self, status: int) -> Result:
+        if not any(lo <= status <= hi for lo, hi in self.statuses):
+            return Result.down(f"status {status}, expected {format_statuses(self.statuses)}")
+        return Result.up(f"status {status}")
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -71,13 +94,11 @@ class HttpTester(Tester):
         conn = await probe.connect()
         await conn.send(self.request)
         if self.quick:
-            status = parse_status(await conn.receive_exactly(12, what="the status line"))
-        else:
-            status = parse_status(await conn.receive_line(8192, what="the status line"))
-        if not any(lo <= status <= hi for lo, hi in self.statuses):
-            return Result.down(f"status {status}, expected {format_statuses(self.statuses)}")
-        if self.quick:
-            return Result.up(f"status {status}")
+            return self.judge_status_line(await conn.receive_exactly(12, what="the status line"))
+        status = parse_status(await conn.receive_line(8192, what="the status line"))
+        verdict = self.judge_status(status)
+        if not verdict.ok:
+            return verdict
         body = await self.read_body(conn, status)
         if self.body_re is not None and not self.body_re.search(body):
             return Result.down(f"status {status}, but the body does not match "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from surealived.engine.fastpath import Exchange
 from surealived.tester_api import Probe, Result, Tester
 
 
@@ -13,3 +14,7 @@ class TcpTester(Tester):
         conn = await probe.connect()
         conn.close()
         return Result.up()
+
+    def fast_exchange(self) -> Exchange:
+        """The same check for the engine's fast path: connect, nothing more."""
+        return Exchange()

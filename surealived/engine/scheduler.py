@@ -31,6 +31,7 @@ from ..maincfg import MainConfig
 from ..model import RealConfig, VirtualConfig
 from ..registry import Registry
 from ..tester_api import Result, Target, Tester
+from .fastpath import FastPath, FastSpec
 from .probe import Transcript, run_check
 from .state import CheckTiming, DaemonState, RealState, RoundReport, VirtualState
 
@@ -129,29 +130,53 @@ class EngineMetrics:
                 "loop_lag_max_ms": round(self.loop_lag_max_ms, 3)}
 
 
-Done = Callable[[Result, CheckTiming], None]
+class Round:
+    """One round of one virtual in progress: its results in XML order, the checks still out."""
+
+    __slots__ = ("finished", "remaining", "results", "runner")
+
+    def __init__(self, runner: VirtualRunner, count: int, finished: asyncio.Future[None]) -> None:
+        self.runner = runner
+        self.remaining = count
+        self.results: list[tuple[RealState, Result, CheckTiming] | None] = [None] * count
+        self.finished = finished
+
+    def done(self, index: int, real: RealState, result: Result, timing: CheckTiming) -> None:
+        live = self.runner.current(real)
+        if live is not None:
+            self.runner.engine.record(live, result, timing)
+            self.results[index] = (live, result, timing)
+        self.remaining -= 1
+        if not self.remaining and not self.finished.done():
+            self.finished.set_result(None)
+
+
+# who waits for a check: the round, the real's index in it, the real, its transcript path
+Waiter = tuple[Round, int, RealState, str | None]
 
 
 class Check:
     """One check in flight (or waiting for a slot), and everyone waiting for its verdict."""
 
-    __slots__ = ("due", "key", "settings", "target", "tester", "transcript", "waiters")
+    __slots__ = ("due", "fast", "key", "settings", "target", "tester", "transcript", "waiters")
 
     def __init__(self, key: int, tester: Tester, target: Target,
-                 settings: Mapping[str, Any], due: float, transcript: Transcript | None) -> None:
+                 settings: Mapping[str, Any], due: float, transcript: Transcript | None,
+                 fast: FastSpec | None = None) -> None:
         self.key = key
+        self.fast = fast
         self.tester = tester
         self.target = target
         self.settings = settings
         self.due = due
         self.transcript = transcript
-        self.waiters: list[tuple[Done, str | None]] = []
+        self.waiters: list[Waiter] = []
 
 
 class Plan:
     """How one real of one virtual is checked: built once per configuration."""
 
-    __slots__ = ("comm_path", "key", "settings", "target", "tester")
+    __slots__ = ("comm_path", "fast", "key", "settings", "target", "tester")
 
     def __init__(self, engine: Engine, vconf: VirtualConfig, rconf: RealConfig) -> None:
         t = vconf.tester
@@ -172,6 +197,9 @@ class Plan:
             cls, rconf.options, rconf.addr, rconf.testport, t.ssl, t.sni, t.ssl_verify, t.ssl_ca,
             self.target.bindaddr, t.timeout, self.comm_path is not None,
             vconf.name if cls.name == "lua" else None))
+        # the fast path replaces run_check, not a runner a test injected
+        self.fast = (FastSpec.of(self.tester, self.target)
+                     if engine.runner is run_check and self.comm_path is None else None)
 
 
 class VirtualRunner:
@@ -184,6 +212,8 @@ class VirtualRunner:
         self.plans: dict[RealState, Plan] = {}  # by identity: no hashing of configs per check
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
+        self._batches_key: tuple[int, int, int] | None = None
+        self._batches: tuple[tuple[float, int], ...] = ()
 
     def plan(self, real: RealState) -> Plan:
         plan = self.plans.get(real)
@@ -209,42 +239,33 @@ class VirtualRunner:
         found = self.vstate.by_key.get(real.config.key)
         return found if found is not None and found.config == real.config else None
 
+    def batches(self, count: int) -> tuple[tuple[float, int], ...]:
+        m = self.engine.maincfg
+        key = (count, m.startup_delay_ms, m.loop_interval_ms)
+        if self._batches_key != key:
+            self._batches_key = key
+            self._batches = tuple(plan_batches(*key))
+        return self._batches
+
     async def round(self) -> None:
         engine = self.engine
         reals = list(self.vstate.reals)
-        m = engine.maincfg
-        batches = plan_batches(len(reals), m.startup_delay_ms, m.loop_interval_ms)
         started_wall = time.time()
         start = engine.clock()
-        results: list[tuple[RealState, Result, CheckTiming] | None] = [None] * len(reals)
-        remaining = len(reals)
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def done_for(index: int, real: RealState) -> Done:
-            def done(result: Result, timing: CheckTiming) -> None:
-                nonlocal remaining
-                live = self.current(real)
-                if live is not None:
-                    engine.record(live, result, timing)
-                    results[index] = (live, result, timing)
-                remaining -= 1
-                if remaining == 0 and not finished.done():
-                    finished.set_result(None)
-            return done
-
+        tally = Round(self, len(reals), asyncio.get_running_loop().create_future())
         index = 0
-        for offset, count in batches:
+        for offset, count in self.batches(len(reals)):
             due = start + offset
             delay = due - engine.clock()
             if delay > 0:
                 await engine.sleep(delay)
             for real in reals[index:index + count]:
-                plan = self.plan(real)
-                engine.submit(plan, due, done_for(index, real))
+                plan = self.plans.get(real) or self.plan(real)
+                engine.submit(plan, due, (tally, index, real, plan.comm_path))
                 index += 1
-        if remaining:
-            await finished
-        report = tuple(r for r in results if r is not None)
+        if tally.remaining:
+            await tally.finished
+        report = tuple(r for r in tally.results if r is not None)
         if self.current_virtual_unchanged():
             engine.state.finish_round(RoundReport(self.vstate, started_wall, time.time(), report))
         engine.metrics.rounds += 1
@@ -275,6 +296,7 @@ class Engine:
         self.tasks: set[asyncio.Task[None]] = set()
         self._testers: dict[tuple[type[Tester], Any], Tester] = {}
         self._probe_ids: dict[tuple[Any, ...], int] = {}
+        self._fast: FastPath | None = None
         self._stopped = asyncio.Event()
         self._comm_error_logged = False
 
@@ -342,19 +364,24 @@ class Engine:
         await asyncio.gather(*tasks, *self.tasks, return_exceptions=True)
         self.queue.clear()
         self.metrics.waiting = 0
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         self._stopped.set()
 
     # -- checks ---------------------------------------------------------------------------
-    def submit(self, plan: Plan, due: float, done: Done) -> None:
-        """Run ``plan``'s check (or join the identical one in flight); ``done`` gets the verdict."""
+    def submit(self, plan: Plan, due: float, waiter: Waiter) -> None:
+        """Run ``plan``'s check (or join the identical one in flight); ``waiter`` gets the
+        verdict."""
         check = self.inflight.get(plan.key)
         if check is not None:
-            check.waiters.append((done, plan.comm_path))
+            check.waiters.append(waiter)
             self.metrics.shared_checks += 1
             return
         transcript = Transcript() if plan.comm_path is not None else None
-        check = Check(plan.key, plan.tester, plan.target, plan.settings, due, transcript)
-        check.waiters.append((done, plan.comm_path))
+        check = Check(plan.key, plan.tester, plan.target, plan.settings, due, transcript,
+                      plan.fast)
+        check.waiters.append(waiter)
         self.inflight[plan.key] = check
         if self.metrics.inflight < self.max_inflight:
             self._launch(check)
@@ -369,6 +396,12 @@ class Engine:
             m.peak_inflight = m.inflight
         m.checks_started += 1
         m.record_lag(self.clock() - check.due)
+        if check.fast is not None:
+            fast = self._fast
+            if fast is None:
+                fast = self._fast = FastPath(asyncio.get_running_loop(), self._finish)
+            fast.start(check, check.fast)
+            return
         task = asyncio.get_running_loop().create_task(self._run(check))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -377,17 +410,26 @@ class Engine:
         try:
             result, timing = await self.runner(check.tester, check.target, check.settings,
                                                transcript=check.transcript)
-        finally:
-            self.metrics.inflight -= 1
-            del self.inflight[check.key]
-            while self.queue and self.metrics.inflight < self.max_inflight:
-                self.metrics.waiting -= 1
-                self._launch(self.queue.popleft())
+        except BaseException:
+            self._release(check)
+            raise
+        self._finish(check, result, timing)
+
+    def _release(self, check: Check) -> None:
+        """A slot is free: start the next waiting check."""
+        self.metrics.inflight -= 1
+        del self.inflight[check.key]
+        while self.queue and self.metrics.inflight < self.max_inflight:
+            self.metrics.waiting -= 1
+            self._launch(self.queue.popleft())
+
+    def _finish(self, check: Check, result: Result, timing: CheckTiming) -> None:
+        self._release(check)
         self.metrics.checks_done += 1
-        for done, comm_path in check.waiters:
+        for tally, index, real, comm_path in check.waiters:
             if comm_path is not None and check.transcript is not None:
                 self.save_transcript(comm_path, check.transcript)
-            done(result, timing)
+            tally.done(index, real, result, timing)
 
     def record(self, real: RealState, result: Result, timing: CheckTiming) -> None:
         flipped = self.state.record_result(real, result, timing)

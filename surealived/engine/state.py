@@ -60,13 +60,14 @@ class RealStats:
     online_set: int = 0
     offline_set: int = 0
 
+    def __post_init__(self) -> None:
+        self.samples = deque(self.samples, maxlen=max(self.window, 0))  # appends drop the oldest
+
     def record(self, timing: CheckTiming, ok: bool) -> None:
         self.total += 1
         self.last = timing
         conn = timing.conn_us if timing.problem is None else timing.total_us
         self.samples.append((conn, timing.resp_us, timing.total_us))
-        while len(self.samples) > self.window:
-            self.samples.popleft()
         self.sum_conn_us += max(conn, 0)
         self.sum_resp_us += timing.resp_us
         self.sum_total_us += timing.total_us
@@ -299,10 +300,13 @@ class DaemonState:
             c.t_rst_problem += 1
         c.t_bytes_sent += timing.bytes_sent
         c.t_bytes_rcvd += timing.bytes_received
-        old_weight = real.weight
+        old_dynamic = real.dynamic
         new_dynamic = None
         if result.ok and result.weight is not None:
             new_dynamic = WeightSpec(result.weight, result.percent)
+        # only the test state and the dynamic weight move here: the weight is compared (it costs
+        # a little per check) only when the dynamic weight changed
+        old_weight = real.weight if new_dynamic != old_dynamic else 0
         real.dynamic = new_dynamic
         flipped = real.counters.online != before.online
         if flipped:
@@ -313,7 +317,7 @@ class DaemonState:
                 c.t_offline_set += 1
                 real.stats.offline_set += 1
             self.emit(StateEvent("test", real, result.reason))
-        elif real.weight != old_weight:
+        elif new_dynamic != old_dynamic and real.weight != old_weight:
             self.emit(StateEvent("weight", real, str(new_dynamic)))
         return flipped
 
