@@ -136,10 +136,10 @@ class Session:
 
     async def timed(self, awaitable: Awaitable[Any], ms: float | None, keep: bool = False) -> Any:
         try:
-            if ms:
-                async with asyncio.timeout(ms / 1000):
-                    return await awaitable
-            return await awaitable
+            if not ms:
+                return await awaitable
+            async with asyncio.timeout(ms / 1000):
+                return await awaitable
         except TimeoutError:
             raise SockError("timeout", keep=keep) from None
         except (ProbeError, OSError) as exc:
@@ -377,5 +377,6 @@ async def run_script(script: Script, probe: Probe) -> Result:
                 return _result(script, request)
             reply = await session.handle(request)
     finally:
-        session.close()
+        if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
+            session.close()
 
