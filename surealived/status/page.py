@@ -13,13 +13,14 @@ import html
 import time
 
 from ..engine.state import DaemonState, RealState
-from .views import real_id, real_state_word, untested_count, virtual_id
+from .views import real_id, real_state_word, script_problems, untested_count, virtual_id
 
 REFRESH_S = 2
 REFRESH_LARGE_S = 10  # above LARGE reals a render costs ~10 ms per 1,000 reals: refresh less
 LARGE = 2000
 
 _STYLE = """
+.script-error{background:#fdd;border:1px solid #c33;padding:.3em .6em}
 body{font:13px/1.35 system-ui,sans-serif;margin:1em;color:#222;background:#fafafa}
 h1{font-size:18px;margin:0 0 .3em}
 h2{font-size:14px;margin:1.2em 0 .3em}
@@ -113,6 +114,11 @@ def render(state: DaemonState, now: float, title: str = "surealived") -> str:
         f'{"Ready" if untested == 0 else f"Waiting for {untested} reals to be tested"}. '
         f"Updated {_e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))}.</p>",
     ]
+    for problem in script_problems():
+        still = ("the last good version keeps running" if problem["running_old"]
+                 else "its checks fail")
+        parts.append(f'<p class="script-error">Lua script {_e(problem["path"])} is broken '
+                     f'({still}): {_e(problem["message"])}</p>')
     for v in state.virtuals:
         c = v.config
         parts.append(f'<h2 id="{_e(virtual_id(v))}">{_e(c.name)} '

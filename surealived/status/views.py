@@ -63,6 +63,14 @@ def untested_count(state: DaemonState) -> int:
     return sum(1 for r in state.reals() if not (r.tested or r.virtual.tested))
 
 
+def script_problems() -> list[dict[str, Any]]:
+    """Lua scripts whose file is broken (the last good version, if any, keeps running)."""
+    from ..lua import script_errors
+
+    return [{"path": p.path, "message": p.message, "since": p.since,
+             "running_old": p.running_old} for p in script_errors().values()]
+
+
 def status_view(state: DaemonState, now: float) -> dict[str, Any]:
     """The whole ``/status`` document."""
     virtuals = []
@@ -75,5 +83,6 @@ def status_view(state: DaemonState, now: float) -> dict[str, Any]:
     return {
         "time": now, "started": state.started, "config": state.config.path,
         "virtuals_count": len(state.virtuals), "reals_count": reals,
-        "untested": untested, "ready": untested == 0, "virtuals": virtuals,
+        "untested": untested, "ready": untested == 0, "script_errors": script_problems(),
+        "virtuals": virtuals,
     }

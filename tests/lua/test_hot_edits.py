@@ -87,3 +87,22 @@ def test_check_config_reports_script_errors_with_file_and_line(tmp_path: Path) -
     assert f"{bad}:2: unexpected symbol near '='" in result.output
     assert f"{none}: defines neither check(t) nor prepare() and process_event()" in result.output
     assert f"{io}:1: no I/O while the script loads" in result.output
+
+
+@pytest.mark.asyncio
+async def test_a_broken_edit_shows_in_the_status_json_and_page(tmp_path: Path) -> None:
+    from surealived.engine.state import DaemonState
+    from surealived.model import Config
+    from surealived.status.page import render
+    from surealived.status.views import status_view
+
+    script = write_script(tmp_path, "function check(t) return true end")
+    await lua_check(script, 9)
+    touch_new(script, "function check(t) return = end")
+    await lua_check(script, 9)
+    state = DaemonState(Config(path="x.xml"))
+    problems = {p["path"]: p for p in status_view(state, 0.0)["script_errors"]}
+    assert problems[script]["running_old"] is True
+    assert "unexpected symbol" in problems[script]["message"]
+    page = render(state, 0.0)
+    assert f"Lua script {script} is broken (the last good version keeps running)" in page
