@@ -31,6 +31,7 @@ _COMMON = {a.name: a for a in TESTER_ATTRS
            if a.name in ("timeout", "SSL", "sni", "ssl_verify", "ssl_ca", "bindaddr")}
 
 _EXAMPLES = """
+
 \b
 Examples:
   surealived probe lua --addr 127.0.0.1 --port 6379 script=lua_testers/redis.lua \\
