@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from . import logsetup, sdnotify
 from .components import Component, build
+from .engine import heap
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
 from .errors import ConfigErrors
@@ -120,6 +121,7 @@ class Daemon:
             self.logger.error("Configuration refused (%d errors); the running one stays",
                               len(errors))
             return errors
+        heap.unsettle()
         self.state.load(config, keep=True)
         self.config = config
         if self.engine is not None:
@@ -130,6 +132,7 @@ class Daemon:
             except Exception:
                 self.logger.exception("Component %s failed to reload",
                                       type(component).__name__)
+        heap.settle()
         self.logger.info("Configuration reloaded: %d virtuals, %d reals",
                          len(config.virtuals), config.real_count)
         return []
@@ -154,6 +157,7 @@ class Daemon:
                                 (signal.SIGUSR1, lambda: logsetup.reopen(self.logger))):
             loop.add_signal_handler(signum, handler)
         self.engine.start()
+        heap.settle()
         self.logger.info("Started: %d virtuals, %d reals, %s loop, at most %d checks in flight",
                          len(self.config.virtuals), self.config.real_count, self.loop_name,
                          self.engine.max_inflight)

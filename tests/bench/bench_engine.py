@@ -82,6 +82,7 @@ def cpu_seconds() -> float:
 
 
 async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
+    from surealived.engine import heap
     from surealived.engine.scheduler import Engine
     from surealived.engine.state import DaemonState
     from surealived.maincfg import MainConfig
@@ -97,6 +98,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     state = DaemonState(config)
     engine = Engine(state, registry, maincfg)
     engine.start()
+    heap.settle()  # as the daemon does after start-up
     m = engine.metrics
     await asyncio.sleep(args.warmup)
     cpu0, done0, started0, late0, t0 = (cpu_seconds(), m.checks_done, m.checks_started,
