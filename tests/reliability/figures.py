@@ -21,6 +21,11 @@ def scale() -> int:
         return 1
 
 
+def timeout(seconds: int) -> int:
+    """A per-test timeout (pytest-timeout) that grows with ``RELIABILITY_SCALE``."""
+    return seconds * scale()
+
+
 @dataclass
 class Row:
     part: str

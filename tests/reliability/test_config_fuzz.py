@@ -21,10 +21,11 @@ from surealived.maincfg import MainConfig, parse_maincfg
 from surealived.registry import load_testers
 from surealived.xmlconfig import parse_config_bytes
 
-from .figures import Row, scale
+from .figures import Row, scale, timeout
 from .harness import BIN
 from .mutate import generate_cfg, generate_xml, mutate_xml, seeds
 
+pytestmark = pytest.mark.timeout(timeout(120))
 REGISTRY = load_testers()
 SEEDS = seeds()
 COUNTS: dict[str, list[float]] = {}  # part -> [cases, accepted, first and last time]

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .figures import Row, scale
+from .figures import Row, scale, timeout
 from .harness import Daemon, exchange, wait_until
 
 END = "_SD_CMD_END_"
@@ -140,6 +140,7 @@ STATS = {"lines": 0, "patterns": 0}
 STARTED = time.monotonic()
 
 
+@pytest.mark.timeout(timeout(120))
 @settings(max_examples=80 * scale(), deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(st.lists(st.lists(LINE, min_size=5, max_size=60), min_size=1, max_size=4))

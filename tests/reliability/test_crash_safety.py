@@ -16,11 +16,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from surealived.ipvssync.reader import parse_snapshot as ipvssync_parse_snapshot
 from surealived.persist.dumps import parse_notify, parse_offline, parse_override, parse_stats
 from surealived.sync.formats import parse_diff_line, parse_snapshot
 
-from .figures import Row, scale
+from .figures import Row, scale, timeout
 from .harness import Daemon, MakeDaemon
 
 VIRTUALS = 6
@@ -146,6 +148,7 @@ def overrides_held(daemon: Daemon) -> set[tuple[str, int, str, int, str]]:
     return held
 
 
+@pytest.mark.timeout(timeout(120))
 def test_kill_9_at_random_moments(make_daemon: MakeDaemon) -> None:
     kills = 12 * scale()
     rng = random.Random(1337)

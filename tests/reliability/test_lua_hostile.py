@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.servers import nginx
 
-from .figures import Row, scale
+from .figures import Row, scale, timeout
 from .harness import MakeDaemon, wait_until
 
 CPU = "CPU time limit"  # whichever budget runs out first, on a loaded machine
@@ -68,6 +70,7 @@ def xml(scripts: Path, port: int) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.timeout(timeout(120))
 def test_hostile_lua_beside_normal_testers(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     scripts = tmp_path / "lua"
     scripts.mkdir()
