@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 
 from . import logsetup, sdnotify
 from .components import Component, build
+from .daemonize import daemonize, report_failure
 from .engine import heap
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
 from .errors import ConfigErrors
+from .limits import raise_fd_limit
 from .maincfg import MainConfig, load_maincfg
 from .model import Config
 from .registry import Registry, load_testers
@@ -148,7 +151,7 @@ class Daemon:
                 self._started.append(component)
         except Exception as exc:
             self.logger.exception("Cannot start %s: %s", type(component).__name__, exc)
-            _report_failure(f"cannot start {type(component).__name__}: {exc}")
+            report_failure(f"cannot start {type(component).__name__}: {exc}")
             await self._stop_components()
             return EXIT_FAILED
         for signum, handler in ((signal.SIGHUP, self.request_reload),
@@ -197,22 +200,6 @@ def _report_ready() -> None:
     report_ready()
 
 
-def _report_failure(message: str) -> None:
-    try:
-        from .daemonize import report_failure
-    except ImportError:
-        return
-    report_failure(message)
-
-
-def _raise_fd_limit(maxfd: int, logger: logging.Logger) -> None:
-    try:
-        from .limits import raise_fd_limit
-    except ImportError:  # the operations module is not there yet
-        return
-    raise_fd_limit(maxfd, logger)
-
-
 def run(options: Options) -> int:
     """Run the daemon until it is stopped; returns the exit status."""
     try:
@@ -254,14 +241,14 @@ def run(options: Options) -> int:
         logger.error("Configuration file is broken!")
         return EXIT_FAILED
     if options.daemonize:
-        try:
-            from .daemonize import daemonize
-        except ImportError:
-            print("surealived: -d is not available in this build (no surealived.daemonize)",
-                  file=sys.stderr)
-            return EXIT_FAILED
         daemonize(maincfg.pid_file or None)
-    _raise_fd_limit(maincfg.maxfd, logger)
+    raise_fd_limit(maincfg.maxfd, logger)
+    if maincfg.debug_comm == 1:
+        try:
+            os.makedirs(maincfg.debug_comm_path, exist_ok=True)
+        except OSError as exc:
+            logger.error("Can't create debug_comm_path %s: %s", maincfg.debug_comm_path,
+                         exc.strerror)
 
     async def main() -> int:
         daemon = Daemon(options, maincfg, registry, config, logger, loop_name)
