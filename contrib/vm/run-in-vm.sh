@@ -67,7 +67,7 @@ EOF
 ACCEL=${IVM_ACCEL:-auto}   # 3. KVM only if a probe boot really works (cached), else TCG
 if [ "$ACCEL" = auto ]; then
   if [ -s "$BASE/accel" ]; then ACCEL=$(cat "$BASE/accel"); else ACCEL=tcg
-    [ -w /dev/kvm ] && IVM_ACCEL=kvm IVM_TIMEOUT=60 "$0" true >/dev/null 2>&1 && ACCEL=kvm; echo $ACCEL >"$BASE/accel"; fi; fi
+    [ -w /dev/kvm ] && IVM_ACCEL=kvm IVM_TIMEOUT=20 "$0" true >/dev/null 2>&1 && ACCEL=kvm; echo $ACCEL >"$BASE/accel"; fi; fi
 if [ "$ACCEL" = kvm ]; then AOPTS=(-accel kvm -cpu host); else AOPTS=(-accel tcg,thread=multi,tb-size=64 -cpu max); fi
 RUN=$(mktemp -d "$BASE/run.XXXXXX"); QPID=   # 4. run
 trap '[ -n "$QPID" ] && kill $QPID 2>/dev/null; rm -rf "$RUN"' EXIT; trap 'exit 143' TERM; trap 'exit 130' INT
