@@ -38,6 +38,7 @@ ALL_LIMIT = 1 << 20
 EXACT_LIMIT = 16 << 20
 UNTIL_LIMIT = 1 << 20
 MEMORY = "memory limit of the Lua runtime reached"
+IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
 
 
 class SockError(Exception):
@@ -95,27 +96,30 @@ def _normal_addr(text: str) -> str | None:
 
 
 class Session:
-    """The Python side of one Lua check: its sockets and the requests' implementations."""
+    """The Python side of one Lua check: its sockets and the requests' implementations.
+
+    Every request method takes the whole request tuple (``code, socket id, arguments``, a fixed
+    shape per code, made by the prelude) and returns the reply; errors are raised (``SockError``,
+    ``TimeoutError`` of a socket timeout, ``ProbeError``, ``OSError``) and turned into
+    ``nil, err[, partial]`` by ``run_script``.
+    """
+
+    __slots__ = ("probe", "script", "slots", "target")
 
     def __init__(self, script: Script, probe: Probe) -> None:
         self.script = script
         self.probe = probe
         self.target = probe.target
         self.slots: dict[int, Slot] = {}
-        self.mkerr = script.runtime.mkerr
 
-    async def handle(self, request: Any) -> Any:
-        if not isinstance(request, tuple) or not request:
-            request = (request,)
-        op = OPS.get(request[0]) if isinstance(request[0], bytes) else None
-        if op is None:
-            raise ProbeError(f"lua: unknown request {request[0]!r}")
-        try:
-            return await op(self, *request[1:])
-        except SockError as exc:
-            if not exc.keep and len(request) > 1 and request[1] in self.slots:
-                self.slots[request[1]].close()
-            return self.mkerr(exc.err.encode(), exc.partial)
+    def failed(self, request: tuple[Any, ...], err: str, partial: bytes | None,
+               keep: bool) -> tuple[None, bytes, bytes | None]:
+        """The reply to a failed request; the socket is closed unless ``keep``."""
+        if not keep and request[0] in SOCKET_CODES:
+            slot = self.slots.get(request[1])
+            if slot is not None:
+                slot.close()
+        return None, err.encode(), partial
 
     def close(self) -> None:
         for slot in self.slots.values():
@@ -133,17 +137,6 @@ class Session:
         if slot is None or slot.conn is None:
             raise SockError("closed")
         return slot.conn
-
-    async def timed(self, awaitable: Awaitable[Any], ms: float | None, keep: bool = False) -> Any:
-        try:
-            if not ms:
-                return await awaitable
-            async with asyncio.timeout(ms / 1000):
-                return await awaitable
-        except TimeoutError:
-            raise SockError("timeout", keep=keep) from None
-        except (ProbeError, OSError) as exc:
-            raise SockError(_strerror(exc)) from None
 
     def check_host(self, host: bytes) -> None:
         if host.decode("utf-8", "replace") == self.target.addr:
@@ -197,7 +190,8 @@ class Session:
         return conn
 
     # -- requests --------------------------------------------------------------------------
-    async def bind(self, sid: int, addr: bytes) -> Any:
+    async def bind(self, request: tuple[Any, ...]) -> Any:
+        _, sid, addr = request
         text = _normal_addr(addr.decode("utf-8", "replace"))
         if text is None:
             raise SockError(f"bad address {addr.decode('utf-8', 'replace')!r}")
@@ -206,87 +200,131 @@ class Session:
         self.slot(sid).bind = text
         return 1
 
-    async def connect(self, sid: int, host: bytes, port: int, ms: float | None) -> Any:
+    async def connect(self, request: tuple[Any, ...]) -> Any:
+        _, sid, host, port, ms = request
         self.check_host(host)
         slot = self.slot(sid)
         slot.close()
-        slot.conn, slot.tls = await self.timed(self.open_tcp(port, slot.bind), ms)
+        job = self.open_tcp(port, slot.bind)
+        slot.conn, slot.tls = await (_timed(job, ms) if ms else job)
         return 1
 
-    async def peer(self, sid: int, host: bytes, port: int) -> Any:
+    async def peer(self, request: tuple[Any, ...]) -> Any:
+        _, sid, host, port = request
         self.check_host(host)
         slot = self.slot(sid)
         slot.close()
-        slot.dgram = await self.timed(self.open_udp(port, slot.bind), None)
+        slot.dgram = await self.open_udp(port, slot.bind)
         return 1
 
-    async def tls(self, sid: int, sni: bytes | None, verify: bool, ms: float | None) -> Any:
+    async def tls(self, request: tuple[Any, ...]) -> Any:
+        _, sid, sni, verify, ms = request
         slot = self.slots.get(sid)
         if slot is None or slot.conn is None:
             raise SockError("closed")
         if not slot.tls:
             name = sni.decode("utf-8", "replace") if sni else self.target.sni
+            job = slot.conn.start_tls(name, bool(verify))
             try:
-                await self.timed(slot.conn.start_tls(name, bool(verify)), ms)
-            except SockError as exc:
-                raise SockError(f"handshake failed: {exc.err}") from None
+                await (_timed(job, ms) if ms else job)
+            except TimeoutError:
+                raise SockError("handshake failed: timeout") from None
+            except (ProbeError, OSError) as exc:
+                raise SockError(f"handshake failed: {_strerror(exc)}") from None
             slot.tls = True
         return True
 
-    async def send(self, sid: int, data: bytes, ms: float | None) -> Any:
+    async def send(self, request: tuple[Any, ...]) -> Any:
+        _, sid, data, ms = request
         slot = self.slots.get(sid)
-        if slot is not None and slot.dgram is not None:
-            await self.timed(slot.dgram.send(data), ms)
+        if slot is None:
+            raise SockError("closed")
+        if slot.conn is not None:
+            job = slot.conn.send(data)
+        elif slot.dgram is not None:
+            job = slot.dgram.send(data)
         else:
-            await self.timed(self.stream(sid).send(data), ms)
+            raise SockError("closed")
+        await (_timed(job, ms) if ms else job)
         return len(data)
 
-    async def receive(self, sid: int, mode: bytes, arg: Any, ms: float | None) -> Any:
-        if mode == b"datagram":
-            slot = self.slots.get(sid)
-            if slot is None or slot.dgram is None:
-                raise SockError("closed")
-            return await self.timed(slot.dgram.receive(min(int(arg), 65535)), ms, keep=True)
+    # Stream reads: on "closed", what had arrived goes back as the partial data (_closed).
+    async def receive_exactly(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
         conn = self.stream(sid)
-        if mode == b"line":
-            job = conn.receive_line(LINE_LIMIT)
-        elif mode == b"exactly":
-            if arg > EXACT_LIMIT:
-                raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
-            job = conn.receive_exactly(int(arg))
-        elif mode == b"any":
-            job = conn.receive_some(min(int(arg), EXACT_LIMIT))
-        elif mode == b"until":
-            job = conn.receive_until(arg, UNTIL_LIMIT)
-        else:
-            job = conn.receive_all(ALL_LIMIT)
+        if n > EXACT_LIMIT:
+            raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
+        job = conn.receive_exactly(int(n))
         try:
-            data = await self.timed(job, ms, keep=True)
-        except SockError as exc:
-            if exc.err == "closed":
-                exc.partial = await conn.receive_some(EXACT_LIMIT)
-            raise
-        if mode == b"any" and not data:
+            return await (_timed(job, ms) if ms else job)
+        except ProbeError as exc:
+            raise await _closed(conn, exc) from None
+
+    async def receive_line(self, request: tuple[Any, ...]) -> Any:
+        _, sid, _, ms = request
+        conn = self.stream(sid)
+        job = conn.receive_line(LINE_LIMIT)
+        try:
+            return await (_timed(job, ms) if ms else job)
+        except ProbeError as exc:
+            raise await _closed(conn, exc) from None
+
+    async def receive_all(self, request: tuple[Any, ...]) -> Any:
+        _, sid, _, ms = request
+        conn = self.stream(sid)
+        job = conn.receive_all(ALL_LIMIT)
+        try:
+            return await (_timed(job, ms) if ms else job)
+        except ProbeError as exc:
+            raise await _closed(conn, exc) from None
+
+    async def receive_any(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
+        conn = self.stream(sid)
+        job = conn.receive_some(min(int(n), EXACT_LIMIT))
+        try:
+            data = await (_timed(job, ms) if ms else job)
+        except ProbeError as exc:
+            raise await _closed(conn, exc) from None
+        if not data:
             raise SockError("closed")
         return data
 
-    async def close_slot(self, sid: int) -> Any:
+    async def receive_until(self, request: tuple[Any, ...]) -> Any:
+        _, sid, pattern, ms = request
+        conn = self.stream(sid)
+        job = conn.receive_until(pattern, UNTIL_LIMIT)
+        try:
+            return await (_timed(job, ms) if ms else job)
+        except ProbeError as exc:
+            raise await _closed(conn, exc) from None
+
+    async def receive_datagram(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
         slot = self.slots.get(sid)
+        if slot is None or slot.dgram is None:
+            raise SockError("closed")
+        job = slot.dgram.receive(min(int(n), 65535))
+        return await (_timed(job, ms) if ms else job)
+
+    async def close_slot(self, request: tuple[Any, ...]) -> Any:
+        slot = self.slots.get(request[1])
         if slot is None or (slot.conn is None and slot.dgram is None):
             raise SockError("closed")
         slot.close()
         return 1
 
-    async def sleep(self, _: int, ms: float) -> Any:
+    async def sleep(self, request: tuple[Any, ...]) -> Any:
         if isinstance(self.probe, CheckProbe):
             self.probe.step = "in sd.sleep()"
-        await asyncio.sleep(ms / 1000)
+        await asyncio.sleep(request[2] / 1000)
         return 1
 
-    async def now(self, _: int) -> Any:
+    async def now(self, request: tuple[Any, ...]) -> Any:
         return time.time()
 
-    async def log(self, level: bytes, message: bytes) -> Any:
+    async def log(self, request: tuple[Any, ...]) -> Any:
+        _, level, message = request
         text = message.decode("utf-8", "replace")
         name = level.decode()
         log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", self.script.name,
@@ -295,19 +333,60 @@ class Session:
         return None
 
 
-OPS: dict[bytes, Callable[..., Awaitable[Any]]] = {
-    b"connect": Session.connect, b"tls": Session.tls, b"send": Session.send,
-    b"recv": Session.receive, b"close": Session.close_slot, b"bind": Session.bind,
-    b"peer": Session.peer, b"sleep": Session.sleep, b"now": Session.now, b"log": Session.log,
+async def _timed(job: Awaitable[Any], ms: float) -> Any:
+    async with asyncio.timeout(ms / 1000):
+        return await job
+
+
+async def _closed(conn: Connection, exc: ProbeError) -> Exception:
+    """The error of a failed stream read: "closed" carries what had arrived as partial data."""
+    err = _strerror(exc)
+    if err == "closed":
+        return SockError(err, await conn.receive_some(EXACT_LIMIT))
+    return exc
+
+
+# Request codes: the first value of every yield of a check thread (the prelude has the same).
+DONE, CONNECT, TLS, SEND, CLOSE, BIND, PEER = range(7)
+RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM = range(7, 13)
+SLEEP, NOW, LOG = range(13, 16)
+
+OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
+    CONNECT: Session.connect, TLS: Session.tls, SEND: Session.send, CLOSE: Session.close_slot,
+    BIND: Session.bind, PEER: Session.peer, RECV_EXACTLY: Session.receive_exactly,
+    RECV_LINE: Session.receive_line, RECV_ALL: Session.receive_all,
+    RECV_ANY: Session.receive_any, RECV_UNTIL: Session.receive_until,
+    RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
+    LOG: Session.log,
 }
+SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
+                          RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM))
+# a read timeout leaves the socket usable
+KEEP_ON_TIMEOUT = frozenset((RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL,
+                             RECV_DGRAM))
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
-def _result(script: Script, reply: Any) -> Result:
-    status, reason, weight = (tuple(reply) + (None,) * 3)[:3]
+def _result(script: Script, done: tuple[Any, ...]) -> Result:
+    """The verdict a check thread handed back: ``DONE, status, reason, weight`` (kept per script:
+    a script gives a few verdicts over and over)."""
+    verdicts = script.verdicts
+    result = verdicts.get(done)
+    if result is not None:
+        return result
+    result = _new_result(script, done)
+    if result.ok or done[1] == b"down":  # not errors: those are logged and counted every time
+        if len(verdicts) >= 64:
+            verdicts.clear()
+        verdicts[done] = result
+    return result
+
+
+def _new_result(script: Script, done: tuple[Any, ...]) -> Result:
+    _, status, reason, weight = done
     text = _text(reason)
     if status == b"up":
         return Result.up(text)
@@ -332,7 +411,7 @@ async def _error_ended(session: Session, exc: LuaError) -> Result:
     """The check raised: log what it printed before, then fail with the error's first line."""
     logs = list(session.script.runtime.drain().values())
     for level, message in zip(logs[::2], logs[1::2], strict=False):
-        await session.log(level, message)
+        await session.log((LOG, level, message))
     if isinstance(exc, LuaMemoryError):
         return _script_error(session.script, MEMORY)
     text = str(exc).splitlines()[0] if str(exc) else "error object is not a string"
@@ -359,24 +438,46 @@ def check_args(probe: Probe) -> tuple[Any, ...]:
 
 
 async def run_script(script: Script, probe: Probe) -> Result:
-    """One check of ``script`` against the probe's target."""
+    """One check of ``script`` against the probe's target, on an idle thread of its runtime
+    (a new one when none is idle)."""
     script.refresh()
-    if script.factory is None:
+    factory = script.factory
+    if factory is None:
         return Result.down(f"lua: {script.error}")
+    runtime = script.runtime
+    args = (factory, script.limits.instructions, *check_args(probe))
+    idle = runtime.idle
+    reply: Any
+    if idle:
+        co = idle.pop()
+        reply = args
+    else:
+        co = runtime.worker.coroutine(*args)
+        reply = None
+    send = co.send
     session = Session(script, probe)
-    co = script.runtime.run_check.coroutine(script.factory, script.limits.instructions,
-                                            *check_args(probe))
-    reply: Any = None
     try:
         while True:
             try:
-                request = co.send(reply)
+                request = send(reply)
             except LuaError as exc:
                 return await _error_ended(session, exc)
-            if not co:
+            code = request[0] if type(request) is tuple else -1
+            if code == DONE:
+                if len(idle) < IDLE_THREADS:
+                    idle.append(co)
                 return _result(script, request)
-            reply = await session.handle(request)
+            op = OPS.get(code)
+            if op is None:  # only the prelude yields to Python: a bug there
+                raise ProbeError(f"lua: unknown request {request!r}"[:200])
+            try:
+                reply = await op(session, request)
+            except SockError as exc:
+                reply = session.failed(request, exc.err, exc.partial, exc.keep)
+            except TimeoutError:
+                reply = session.failed(request, "timeout", None, code in KEEP_ON_TIMEOUT)
+            except (ProbeError, OSError) as exc:
+                reply = session.failed(request, _strerror(exc), None, False)
     finally:
         if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
             session.close()
-

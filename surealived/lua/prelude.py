@@ -78,6 +78,11 @@ local parent = setmetatable({}, { __mode = "k" })   -- pcall thread -> thread th
 local in_user = setmetatable({}, { __mode = "k" })  -- pcall thread inside a user coroutine
 local REQ = {}
 
+-- Request codes (the first value of every yield to Python; driver.py has the same table).
+local DONE, CONNECT, TLS, SEND, CLOSE, BIND, PEER = 0, 1, 2, 3, 4, 5, 6
+local RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM = 7, 8, 9, 10, 11, 12
+local SLEEP, NOW, LOG = 13, 14, 15
+
 local function hook()
   local c = current
   local left = c.left - STEP
@@ -124,14 +129,21 @@ local function flush_logs(c)
   if logs then
     c.logs = nil
     for i = 1, #logs, 2 do
-      co_yield("log", logs[i], logs[i + 1])
+      co_yield(LOG, logs[i], logs[i + 1])
       current = c
       c.since = os_clock()
     end
   end
 end
 
--- One request to the Python driver, from any thread of the running check.
+local function resumed(c, ...)
+  current = c
+  c.since = os_clock()
+  return ...
+end
+
+-- One request to the Python driver, from any thread of the running check. The reply is what
+-- the socket call returns: a value, or nil, err[, partial].
 local function request(...)
   local me = co_running()
   local c = current
@@ -141,11 +153,8 @@ local function request(...)
   if me ~= c.thread then
     return co_yield(REQ, ...)
   end
-  flush_logs(c)
-  local reply = co_yield(...)
-  current = c
-  c.since = os_clock()
-  return reply
+  if c.logs then flush_logs(c) end
+  return resumed(c, co_yield(...))
 end
 
 local function log(level, msg)
@@ -284,11 +293,6 @@ local function sb_print(...)
 end
 
 -- Sockets -------------------------------------------------------------------------------------
-local function result(reply)
-  if type(reply) == "table" then return nil, reply.err, reply.partial end
-  return reply
-end
-
 local function sock_id(self, name)
   local id = type(self) == "table" and rawget(self, "_id")
   if not id then
@@ -375,7 +379,7 @@ function tcp.bind(self, addr)
   if type(addr) ~= "string" then
     error("bad argument #1 to 'bind' (string expected, got " .. type(addr) .. ")", 2)
   end
-  return result(request("bind", id, addr))
+  return request(BIND, id, addr)
 end
 
 function tcp.connect(self, host, port)
@@ -383,7 +387,7 @@ function tcp.connect(self, host, port)
   if type(host) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(host) .. ")", 2)
   end
-  return result(request("connect", id, host, want_port(port, "connect", 2), self._ct))
+  return request(CONNECT, id, host, want_port(port, "connect", 2), self._ct)
 end
 
 function tcp.sslhandshake(self, reused, sni, verify)
@@ -391,27 +395,27 @@ function tcp.sslhandshake(self, reused, sni, verify)
   if sni ~= nil and type(sni) ~= "string" then
     error("bad argument #2 to 'sslhandshake' (string expected, got " .. type(sni) .. ")", 2)
   end
-  return result(request("tls", id, sni, verify and true or false, self._rt))
+  return request(TLS, id, sni, verify and true or false, self._rt)
 end
 
 function tcp.send(self, data)
   local id = sock_id(self, "send")
-  return result(request("send", id, payload(data), self._st))
+  return request(SEND, id, payload(data), self._st)
 end
 
 function tcp.receive(self, pattern)
   local id = sock_id(self, "receive")
   if pattern == nil or pattern == "*l" then
-    return result(request("recv", id, "line", 0, self._rt))
+    return request(RECV_LINE, id, 0, self._rt)
   elseif pattern == "*a" then
-    return result(request("recv", id, "all", 0, self._rt))
+    return request(RECV_ALL, id, 0, self._rt)
   end
   local n = tonumber(pattern)
   if not n or n < 0 or n ~= floor(n) then
     error("bad argument #1 to 'receive' (\"*l\", \"*a\" or a byte count expected, got "
           .. tostring(pattern) .. ")", 2)
   end
-  return result(request("recv", id, "exactly", n, self._rt))
+  return request(RECV_EXACTLY, id, n, self._rt)
 end
 
 function tcp.receiveany(self, max)
@@ -421,7 +425,7 @@ function tcp.receiveany(self, max)
     error("bad argument #1 to 'receiveany' (a byte count > 0 expected, got " .. tostring(max)
           .. ")", 2)
   end
-  return result(request("recv", id, "any", floor(n), self._rt))
+  return request(RECV_ANY, id, floor(n), self._rt)
 end
 
 function tcp.receiveuntil(self, pattern, opts)
@@ -433,7 +437,7 @@ function tcp.receiveuntil(self, pattern, opts)
   local pending
   return function(size)
     if pending == nil then
-      local data, err, partial = result(request("recv", id, "until", pattern, self._rt))
+      local data, err, partial = request(RECV_UNTIL, id, pattern, self._rt)
       if not data then return nil, err, partial end
       if inclusive then data = data .. pattern end
       if not size then return data end
@@ -451,7 +455,7 @@ end
 
 function tcp.close(self)
   local id = sock_id(self, "close")
-  return result(request("close", id))
+  return request(CLOSE, id)
 end
 
 tcp.setkeepalive = tcp.close
@@ -465,13 +469,13 @@ function udp.setpeername(self, host, port)
   if type(host) ~= "string" then
     error("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")", 2)
   end
-  return result(request("peer", id, host, want_port(port, "setpeername", 2)))
+  return request(PEER, id, host, want_port(port, "setpeername", 2))
 end
 udp.connect = udp.setpeername
 
 function udp.send(self, data)
   local id = sock_id(self, "send")
-  return result(request("send", id, payload(data), self._st))
+  return request(SEND, id, payload(data), self._st)
 end
 
 function udp.receive(self, size)
@@ -480,7 +484,7 @@ function udp.receive(self, size)
   if not n or n < 1 then
     error("bad argument #1 to 'receive' (a byte count > 0 expected)", 2)
   end
-  return result(request("recv", id, "datagram", floor(n), self._rt))
+  return request(RECV_DGRAM, id, floor(n), self._rt)
 end
 
 local LEVELS = { error = true, warn = true, info = true, debug = true }
@@ -499,9 +503,9 @@ local sd = {
   sleep = function(ms)
     local v = tonumber(ms)
     if not v or v < 0 then error("bad argument #1 to 'sleep' (milliseconds expected)", 2) end
-    return result(request("sleep", 0, v))
+    return request(SLEEP, 0, v)
   end,
-  now = function() return request("now", 0) end,
+  now = function() return request(NOW, 0) end,
 }
 
 -- Environments --------------------------------------------------------------------------------
@@ -559,6 +563,7 @@ end
 
 local function parse_args(params)
   local args = {}
+  if params == "" then return args end
   for pair in s_gmatch(params, "[^;%s]+") do
     local k, v = s_match(pair, "^([^=]+)=(.*)$")
     if k then args[k] = v else args[pair] = true end
@@ -680,14 +685,13 @@ local function drain()
 end
 
 -- run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport,
---           params, timeout_ms, ssl): the function every check coroutine runs.
+--           params, timeout_ms, ssl): one check, in the calling thread.
 local function run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark,
                          rname, rport, params, timeout, ssl)
-  local me = co_running()
-  local c = { left = budget, budget = budget, nsock = 0, since = os_clock() }
-  c.thread = me
+  local c = { left = budget, budget = budget, nsock = 0, since = os_clock(),
+              thread = co_running(), env = false, logs = false, loading = false,
+              killed = false }
   current = c
-  sethook()
   local env = new_env()
   c.env = env
   local t = {
@@ -696,6 +700,17 @@ local function run_check(factory, budget, addr, port, vname, vaddr, vport, vprot
     args = parse_args(params), timeout = timeout, ssl = ssl,
   }
   return finish_check(c, body(factory, env, t))
+end
+
+-- worker(run_check's arguments): the function every check thread runs. A thread serves one
+-- check after another: it yields DONE, status, reason, weight after each and takes the next
+-- check's arguments from the resume. A check that raised leaves its thread dead (not reused).
+local function worker(...)
+  sethook()
+  local function serve(...)
+    return serve(co_yield(DONE, run_check(...)))
+  end
+  return serve(...)
 end
 
 -- compile(source, chunkname): a factory making a fresh main function per check, or nil, err.
@@ -745,10 +760,6 @@ local function inspect(factory, budget)
   return api, err
 end
 
-local function mkerr(err, partial)
-  return { err = err, partial = partial }
-end
-
 python = nil
-return run_check, compile, inspect, mkerr, drain
+return worker, compile, inspect, drain
 """

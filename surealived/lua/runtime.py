@@ -33,12 +33,12 @@ class Runtime:
                                     unpack_returned_tuples=True, encoding=None,
                                     attribute_filter=_no_attributes, max_memory=max_memory)
         chunk = self.lua.globals().loadstring(PRELUDE.encode(), b"=sandbox")
-        run_check, compile_, inspect, mkerr, drain = chunk()
-        self.run_check: Any = run_check
+        worker, compile_, inspect, drain = chunk()
+        self.worker: Any = worker
         self.compile: Any = compile_
         self.inspect: Any = inspect
-        self.mkerr: Any = mkerr
         self.drain: Any = drain
+        self.idle: list[Any] = []  # check threads waiting for their next check (driver.py)
 
     def set_max_memory(self, max_memory: int) -> None:
         self.lua.set_max_memory(max_memory)

@@ -54,6 +54,7 @@ class Script:
         self.seen: tuple[int, int, int] | None = None  # stat of the last version looked at
         self.problem: ScriptProblem | None = None
         self.reported: set[str] = set()
+        self.verdicts: dict[tuple[Any, ...], Any] = {}  # the driver's Results, by reply
         self.refresh()
 
     @property
