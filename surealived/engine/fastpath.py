@@ -43,6 +43,8 @@ log = logging.getLogger("surealived")
 _UP = Result.up()
 _EVENTS = select.EPOLLIN | select.EPOLLOUT | select.EPOLLET
 _CHUNK = 65536
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+_SOL_SOCKET, _SO_LINGER, _SO_ERROR = socket.SOL_SOCKET, socket.SO_LINGER, socket.SO_ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ class FastPath:
         started = time.monotonic()
         try:
             # the C socket type: socket.socket's Python layer costs more than it gives here
-            sock = _socket.socket(spec.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            sock = _socket.socket(spec.family, _STREAM)
         except OSError as exc:
             failed = Result.down(describe_oserror("connecting", exc))
             self.loop.call_soon(self.finish, check, failed, CheckTiming(started=time.time()))
@@ -147,7 +149,7 @@ class FastPath:
         flight = _Flight(check, spec, sock, started)
         self.flights[flight.fd] = flight
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
             if spec.bindaddr:
                 if spec.family == socket.AF_INET:
                     sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
@@ -180,7 +182,7 @@ class FastPath:
                 if not flight.connected:
                     if events & select.EPOLLERR:
                         assert flight.sock is not None
-                        err = flight.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        err = flight.sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
                         if err:
                             self._connect_failed(flight, err)
                             continue

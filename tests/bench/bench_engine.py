@@ -103,6 +103,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     await asyncio.sleep(args.warmup)
     cpu0, done0, started0, late0, t0 = (cpu_seconds(), m.checks_done, m.checks_started,
                                         m.started_late, time.monotonic())
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     m._lag_count = 0  # lag percentiles over the measured window only
     fds = inflight = 0
     while time.monotonic() - t0 < args.seconds:
@@ -111,6 +112,8 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
         inflight = max(inflight, m.inflight)
     elapsed = time.monotonic() - t0
     cpu, done = cpu_seconds() - cpu0, m.checks_done - done0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wakeups, preempted = usage.ru_nvcsw - usage0.ru_nvcsw, usage.ru_nivcsw - usage0.ru_nivcsw
     started, late = m.checks_started - started0, m.started_late - late0
     p50, p99 = m.lag_percentiles()
     failed = state.counters.t_failed
@@ -124,7 +127,12 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
         "scheduled_checks_per_s": round(args.reals / period),
         "achieved_checks_per_s": round(done / elapsed),
         "cpu_us_per_check": round(cpu / done * 1e6, 1) if done else None,
+        "user_us_per_check": round((usage.ru_utime - usage0.ru_utime) / done * 1e6, 1)
+        if done else None,
         "cpu_percent": round(cpu / elapsed * 100, 1),
+        # the loop went to sleep / another process took the CPU (a loaded machine)
+        "wakeups_per_check": round(wakeups / done, 3) if done else None,
+        "preempted_per_check": round(preempted / done, 3) if done else None,
         "on_schedule": round(1 - late / started, 4) if started else None,
         "schedule_lag_p50_ms": round(p50, 2), "schedule_lag_p99_ms": round(p99, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -150,16 +158,25 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--nginx-workers", type=int, default=2)
+    parser.add_argument("--pin", action="store_true",
+                        help="nginx on the last CPU, the engine on the others (as in production, "
+                             "where the reals are other machines)")
     args = parser.parse_args()
     reexec_in_netns()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.maxfd, hard), hard))
     from tests.servers import nginx
 
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.pin and len(cpus) > 1
+    if pinned:
+        os.sched_setaffinity(0, cpus[-1:])  # nginx inherits this
     # several ports, each with its own accept queue (4096 max), as many servers would have
     with nginx(listen="0.0.0.0", connections=16384, extra_ports=15,
                workers=args.nginx_workers) as web:
         ports = [web.port, *map(int, web.extra.values())]
+        if pinned:
+            os.sched_setaffinity(0, cpus[:-1])
         profiler = None
         if args.profile:
             import cProfile
@@ -178,6 +195,7 @@ def main() -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         result["kernel_floor_us_per_tcp_connect"] = round(kernel_floor(web.port), 1)
+    result["pinned"] = pinned
     for key, value in result.items():
         print(f"{key:>24}: {value}")
     print(json.dumps(result))
