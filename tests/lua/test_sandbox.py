@@ -110,6 +110,13 @@ BOMBS = [
      MEMORY),
     ("memory churn", "local t = {} for i = 1, 1e8 do t[i] = ('x'):rep(4096) .. i end",
      "CPU time limit exhausted"),
+    ("memory churn after I/O",
+     "local s = sd.tcp() assert(s:connect(t.addr, t.port)) s:receive()"
+     " for i = 1, 1e9 do local x = ('x'):rep(4096) .. i end", "CPU time limit exhausted"),
+    ("memory churn in a coroutine after I/O",
+     "coroutine.wrap(function() local s = sd.tcp() assert(s:connect(t.addr, t.port))"
+     " s:receive() for i = 1, 1e9 do local x = ('x'):rep(4096) .. i end end)()",
+     "CPU time limit exhausted"),
     ("memory bomb caught by pcall",
      "local t = {} while true do pcall(function() t[#t + 1] = ('y'):rep(1048576) .. #t end) end",
      MEMORY),
