@@ -121,6 +121,18 @@ class Session:
                 slot.close()
         return None, err.encode(), partial
 
+    async def failed_io(self, request: tuple[Any, ...], exc: ProbeError | OSError
+                        ) -> tuple[None, bytes, bytes | None]:
+        """The reply to a request the probe layer failed; a stream read that found the
+        connection closed hands back what had arrived as the partial data."""
+        err = _strerror(exc)
+        partial = None
+        if err == "closed" and request[0] in STREAM_READS:
+            slot = self.slots.get(request[1])
+            if slot is not None and slot.conn is not None:
+                partial = await slot.conn.receive_some(EXACT_LIMIT)
+        return self.failed(request, err, partial, False)
+
     def close(self) -> None:
         for slot in self.slots.values():
             slot.close()
@@ -138,9 +150,11 @@ class Session:
             raise SockError("closed")
         return slot.conn
 
-    def check_host(self, host: bytes) -> None:
-        if host.decode("utf-8", "replace") == self.target.addr:
+    def check_host(self, host: bytes | bool) -> None:
+        """Refuse any host but the real's (``false`` from Lua: the real's address itself)."""
+        if host is False:
             return
+        assert isinstance(host, bytes)
         if _normal_addr(host.decode("utf-8", "replace")) != self.target.addr:
             raise SockError(f"only the real under test ({self.target.addr}) may be reached")
 
@@ -205,6 +219,11 @@ class Session:
         self.check_host(host)
         slot = self.slot(sid)
         slot.close()
+        target = self.target
+        if not ms and port == target.port and slot.bind is None:  # the usual case, directly
+            slot.conn = await self.probe.connect()
+            slot.tls = target.ssl
+            return 1
         job = self.open_tcp(port, slot.bind)
         slot.conn, slot.tls = await (_timed(job, ms) if ms else job)
         return 1
@@ -248,44 +267,32 @@ class Session:
         await (_timed(job, ms) if ms else job)
         return len(data)
 
-    # Stream reads: on "closed", what had arrived goes back as the partial data (_closed).
+    # Stream reads: on "closed", what had arrived goes back as the partial data (failed_io).
     async def receive_exactly(self, request: tuple[Any, ...]) -> Any:
         _, sid, n, ms = request
         conn = self.stream(sid)
         if n > EXACT_LIMIT:
             raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
         job = conn.receive_exactly(int(n))
-        try:
-            return await (_timed(job, ms) if ms else job)
-        except ProbeError as exc:
-            raise await _closed(conn, exc) from None
+        return await (_timed(job, ms) if ms else job)
 
     async def receive_line(self, request: tuple[Any, ...]) -> Any:
         _, sid, _, ms = request
         conn = self.stream(sid)
         job = conn.receive_line(LINE_LIMIT)
-        try:
-            return await (_timed(job, ms) if ms else job)
-        except ProbeError as exc:
-            raise await _closed(conn, exc) from None
+        return await (_timed(job, ms) if ms else job)
 
     async def receive_all(self, request: tuple[Any, ...]) -> Any:
         _, sid, _, ms = request
         conn = self.stream(sid)
         job = conn.receive_all(ALL_LIMIT)
-        try:
-            return await (_timed(job, ms) if ms else job)
-        except ProbeError as exc:
-            raise await _closed(conn, exc) from None
+        return await (_timed(job, ms) if ms else job)
 
     async def receive_any(self, request: tuple[Any, ...]) -> Any:
         _, sid, n, ms = request
         conn = self.stream(sid)
         job = conn.receive_some(min(int(n), EXACT_LIMIT))
-        try:
-            data = await (_timed(job, ms) if ms else job)
-        except ProbeError as exc:
-            raise await _closed(conn, exc) from None
+        data = await (_timed(job, ms) if ms else job)
         if not data:
             raise SockError("closed")
         return data
@@ -294,10 +301,7 @@ class Session:
         _, sid, pattern, ms = request
         conn = self.stream(sid)
         job = conn.receive_until(pattern, UNTIL_LIMIT)
-        try:
-            return await (_timed(job, ms) if ms else job)
-        except ProbeError as exc:
-            raise await _closed(conn, exc) from None
+        return await (_timed(job, ms) if ms else job)
 
     async def receive_datagram(self, request: tuple[Any, ...]) -> Any:
         _, sid, n, ms = request
@@ -338,14 +342,6 @@ async def _timed(job: Awaitable[Any], ms: float) -> Any:
         return await job
 
 
-async def _closed(conn: Connection, exc: ProbeError) -> Exception:
-    """The error of a failed stream read: "closed" carries what had arrived as partial data."""
-    err = _strerror(exc)
-    if err == "closed":
-        return SockError(err, await conn.receive_some(EXACT_LIMIT))
-    return exc
-
-
 # Request codes: the first value of every yield of a check thread (the prelude has the same).
 DONE, CONNECT, TLS, SEND, CLOSE, BIND, PEER = range(7)
 RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM = range(7, 13)
@@ -361,6 +357,7 @@ OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
 }
 SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
                           RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM))
+STREAM_READS = frozenset((RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL))
 # a read timeout leaves the socket usable
 KEEP_ON_TIMEOUT = frozenset((RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL,
                              RECV_DGRAM))
@@ -456,6 +453,7 @@ async def run_script(script: Script, probe: Probe) -> Result:
         reply = None
     send = co.send
     session = Session(script, probe)
+    slots = session.slots
     try:
         while True:
             try:
@@ -467,17 +465,29 @@ async def run_script(script: Script, probe: Probe) -> Result:
                 if len(idle) < IDLE_THREADS:
                     idle.append(co)
                 return _result(script, request)
-            op = OPS.get(code)
-            if op is None:  # only the prelude yields to Python: a bug there
-                raise ProbeError(f"lua: unknown request {request!r}"[:200])
             try:
+                # the two requests of every dialogue, without a timeout, done here directly
+                if code in (SEND, RECV_EXACTLY):
+                    slot = slots.get(request[1])
+                    conn = slot.conn if slot is not None else None
+                    if conn is not None and not request[3]:
+                        if code == SEND:
+                            await conn.send(request[2])
+                            reply = len(request[2])
+                            continue
+                        if request[2] <= EXACT_LIMIT:
+                            reply = await conn.receive_exactly(int(request[2]))
+                            continue
+                op = OPS.get(code)
+                if op is None:  # only the prelude yields to Python: a bug there
+                    raise ProbeError(f"lua: unknown request {request!r}"[:200])
                 reply = await op(session, request)
             except SockError as exc:
                 reply = session.failed(request, exc.err, exc.partial, exc.keep)
             except TimeoutError:
                 reply = session.failed(request, "timeout", None, code in KEEP_ON_TIMEOUT)
             except (ProbeError, OSError) as exc:
-                reply = session.failed(request, _strerror(exc), None, False)
+                reply = await session.failed_io(request, exc)
     finally:
         if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
             session.close()

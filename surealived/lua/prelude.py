@@ -396,6 +396,8 @@ function tcp.connect(self, host, port)
   if type(host) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(host) .. ")", 2)
   end
+  -- false: the real's own address, as the check got it (nothing to check in Python)
+  host = host ~= current.addr and host
   return request(CONNECT, id, host, want_port(port, "connect", 2), self._ct)
 end
 
@@ -478,6 +480,7 @@ function udp.setpeername(self, host, port)
   if type(host) ~= "string" then
     error("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")", 2)
   end
+  host = host ~= current.addr and host
   return request(PEER, id, host, want_port(port, "setpeername", 2))
 end
 udp.connect = udp.setpeername
@@ -699,7 +702,7 @@ local function run_check(factory, budget, addr, port, vname, vaddr, vport, vprot
                          rname, rport, params, timeout, ssl)
   local c = { left = budget, budget = budget, nsock = 0, since = false,
               thread = co_running(), env = false, logs = false, loading = false,
-              killed = false }
+              killed = false, addr = addr }
   current = c
   local env = new_env()
   c.env = env

@@ -71,6 +71,12 @@ ESCAPES = [
     ("connect elsewhere",
      "local s = sd.tcp(); local ok, err = s:connect('127.0.0.2', t.port); return ok, err",
      "only the real under test (127.0.0.1) may be reached"),
+    ("connect after changing t.addr",
+     "t.addr = '127.0.0.2'; local s = sd.tcp(); local ok, err = s:connect(t.addr, t.port);"
+     " return ok, err", "only the real under test (127.0.0.1) may be reached"),
+    ("udp elsewhere",
+     "local s = sd.udp(); local ok, err = s:setpeername('127.0.0.2', t.port); return ok, err",
+     "only the real under test (127.0.0.1) may be reached"),
     ("connect by name",
      "local s = sd.tcp(); local ok, err = s:connect('localhost', t.port); return ok, err",
      "only the real under test"),
