@@ -131,7 +131,7 @@ class TesterConfig:
     real_notify_up: str | None
     real_notify_down: str | None
     options: FrozenOptions  # the tester's own attributes
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it was read; not part of identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class RealConfig:
     bindaddr: str | None
     rt: str
     options: FrozenOptions  # tester attributes with this real's overrides applied
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it was read; not part of identity
 
     @property
     def key(self) -> tuple[str, int]:
@@ -166,7 +166,7 @@ class VirtualConfig:
     ops: bool
     tester: TesterConfig
     reals: tuple[RealConfig, ...]
-    line: int = 0
+    line: int = field(default=0, compare=False)  # where it was read; not part of identity
     af: str = "inet"
 
     @property

@@ -12,6 +12,7 @@ operator). The weight written to IPVS derives from both (``weights.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -211,6 +212,15 @@ class RoundReport:
 RoundListener = Callable[[RoundReport], None]
 
 
+_KEPT_ON_RELOAD = ("counters", "rstate", "override", "override_reason", "dynamic", "tested",
+                   "last_ok", "last_reason", "last_check", "last_duration", "stats")
+
+
+def _service(vconf: VirtualConfig) -> VirtualConfig:
+    """A virtual's definition without its reals: what must be unchanged for reals to keep state."""
+    return dataclasses.replace(vconf, reals=())
+
+
 class DaemonState:
     """All virtuals, global counters, and the listeners told about every change."""
 
@@ -226,26 +236,25 @@ class DaemonState:
         self.load(config)
 
     def load(self, config: Config, keep: bool = True) -> None:
-        """Install a (new) configuration. With ``keep``, a real whose definition and virtual are
-        unchanged keeps its state, counters, overrides and statistics."""
-        old = {(v.config, r.config): r for v in self.virtuals for r in v.reals} if keep else {}
-        old_virtuals = {v.config: v for v in self.virtuals} if keep else {}
+        """Install a (new) configuration. With ``keep``, a real whose definition is unchanged, in
+        a virtual whose service and tester are unchanged, keeps its state, counters, overrides
+        and statistics, even when other reals of that virtual were added, removed or changed.
+        (Line numbers are not part of a definition: moving an element keeps its state.)"""
+        old_virtuals = {_service(v.config): v for v in self.virtuals} if keep else {}
         virtuals = []
         for vconf in config.virtuals:
             vstate = VirtualState(vconf)
-            previous = old_virtuals.get(vconf)
+            previous = old_virtuals.get(_service(vconf))
             if previous is not None:
                 vstate.notify_state = previous.notify_state
-                vstate.tested = previous.tested
                 vstate.rounds = previous.rounds
-            for i, real in enumerate(vstate.reals):
-                before = old.get((vconf, real.config))
-                if before is not None:
-                    for slot in ("counters", "rstate", "override", "override_reason", "dynamic",
-                                 "tested", "last_ok", "last_reason", "last_check",
-                                 "last_duration", "stats"):
-                        setattr(real, slot, getattr(before, slot))
-                vstate.reals[i] = real
+                vstate.tested = previous.tested and previous.config.reals == vconf.reals
+                old_reals = {r.config: r for r in previous.reals}
+                for real in vstate.reals:
+                    before = old_reals.get(real.config)
+                    if before is not None:
+                        for slot in _KEPT_ON_RELOAD:
+                            setattr(real, slot, getattr(before, slot))
             virtuals.append(vstate)
         self.config = config
         self.virtuals = virtuals
