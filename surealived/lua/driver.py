@@ -437,7 +437,7 @@ def check_args(probe: Probe) -> tuple[Any, ...]:
 async def run_script(script: Script, probe: Probe) -> Result:
     """One check of ``script`` against the probe's target, on an idle thread of its runtime
     (a new one when none is idle)."""
-    script.refresh()
+    script.refresh_for_check()
     factory = script.factory
     if factory is None:
         return Result.down(f"lua: {script.error}")
@@ -454,6 +454,7 @@ async def run_script(script: Script, probe: Probe) -> Result:
     send = co.send
     session = Session(script, probe)
     slots = session.slots
+    script.running += 1
     try:
         while True:
             try:
@@ -489,5 +490,6 @@ async def run_script(script: Script, probe: Probe) -> Result:
             except (ProbeError, OSError) as exc:
                 reply = await session.failed_io(request, exc)
     finally:
+        script.running -= 1
         if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
             session.close()

@@ -23,6 +23,7 @@ from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
 log = logging.getLogger("surealived")
 
 MAX_SCRIPT_BYTES = 1 << 20
+SHARED_LOOK = 0.001  # seconds: overlapping checks share a look at the file this recent
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,24 @@ class Script:
         self.problem: ScriptProblem | None = None
         self.reported: set[str] = set()
         self.verdicts: dict[tuple[Any, ...], Any] = {}  # the driver's Results, by reply
+        self.running = 0  # checks in flight (the driver counts them)
+        self.looked = 0.0  # time.monotonic() of the last look at the file
         self.refresh()
 
     @property
     def error(self) -> str | None:
         return self.problem.message if self.problem else None
+
+    def refresh_for_check(self) -> None:
+        """``refresh()`` for a check about to start. A check that starts while others of the
+        script run, less than SHARED_LOOK after the last look at the file, shares that look:
+        a daemon starts thousands of checks a second and a ``stat`` each is most of the cost
+        of a hot edit. A check that starts alone always looks."""
+        now = time.monotonic()
+        if self.running and now - self.looked < SHARED_LOOK:
+            return
+        self.looked = now
+        self.refresh()
 
     def refresh(self) -> None:
         """Look at the file; recompile when it changed."""

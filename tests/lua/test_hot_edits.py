@@ -3,6 +3,7 @@ is logged once and shows in ``script_errors()`` and in ``surealived -t``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from surealived.lua import SCRIPTS, script_errors
 from surealived.tester_api import Target
 from tests.testers.helpers import settings
 
-from .helpers import lua_check, touch_new, write_script
+from .helpers import dialogue_server, lua_check, touch_new, write_script
 
 
 @pytest.mark.asyncio
@@ -106,3 +107,25 @@ async def test_a_broken_edit_shows_in_the_status_json_and_page(tmp_path: Path) -
     assert "unexpected symbol" in problems[script]["message"]
     page = render(state, 0.0)
     assert f"Lua script {script} is broken (the last good version keeps running)" in page
+
+
+@pytest.mark.asyncio
+async def test_an_edit_reaches_checks_that_start_while_others_run(tmp_path: Path) -> None:
+    """Overlapping checks share a look at the file for a millisecond at most: a check that
+    starts later, while an older one still waits in I/O, runs the new version."""
+    script = write_script(tmp_path, """
+        function check(t)
+          local s = sd.tcp()
+          assert(s:connect(t.addr, t.port))
+          local line = s:receive()
+          return true, 'v1 ' .. tostring(line)
+        end""")
+    async with dialogue_server([("sleep", 0.5), ("send", b"late\n")]) as server:
+        slow = asyncio.ensure_future(lua_check(script, server.port))
+        await asyncio.sleep(0.05)  # the slow check waits in receive()
+        touch_new(script, "function check(t) return true, 'v2' end")
+        await asyncio.sleep(0.01)
+        second, _ = await lua_check(script, server.port)
+        first, _ = await slow
+    assert first.reason == "v1 late"
+    assert second.reason == "v2"
