@@ -415,22 +415,25 @@ async def _error_ended(session: Session, exc: LuaError) -> Result:
     return _script_error(session.script, text)
 
 
-_args_cache: dict[int, tuple[Target, str, tuple[Any, ...]]] = {}
+_args_cache: dict[int, tuple[Target, str, Any, int, tuple[Any, ...]]] = {}
 
 
-def check_args(probe: Probe) -> tuple[Any, ...]:
-    """``run_check``'s arguments for this target (kept per target: the engine reuses them)."""
+def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
+    """The arguments of a check thread for this check: the script's version, the instruction
+    budget and the target's fields (kept per target: the engine reuses them)."""
     t = probe.target
     params = probe.settings.get("params", "")
+    factory, budget = script.factory, script.limits.instructions
     cached = _args_cache.get(id(t))
-    if cached is not None and cached[0] is t and cached[1] == params:
-        return cached[2]
-    args = (t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport,
-            t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport, params.encode(),
+    if (cached is not None and cached[0] is t and cached[1] == params and cached[2] is factory
+            and cached[3] == budget):
+        return cached[4]
+    args = (factory, budget, t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(),
+            t.vport, t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport, params.encode(),
             int(t.timeout * 1000), t.ssl)
     if len(_args_cache) > 100_000:
         _args_cache.clear()
-    _args_cache[id(t)] = (t, params, args)
+    _args_cache[id(t)] = (t, params, factory, budget, args)
     return args
 
 
@@ -438,11 +441,10 @@ async def run_script(script: Script, probe: Probe) -> Result:
     """One check of ``script`` against the probe's target, on an idle thread of its runtime
     (a new one when none is idle)."""
     script.refresh_for_check()
-    factory = script.factory
-    if factory is None:
+    if script.factory is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime
-    args = (factory, script.limits.instructions, *check_args(probe))
+    args = check_args(script, probe)
     idle = runtime.idle
     reply: Any
     if idle:
@@ -454,6 +456,7 @@ async def run_script(script: Script, probe: Probe) -> Result:
     send = co.send
     session = Session(script, probe)
     slots = session.slots
+    target = probe.target
     script.running += 1
     try:
         while True:
@@ -467,7 +470,17 @@ async def run_script(script: Script, probe: Probe) -> Result:
                     idle.append(co)
                 return _result(script, request)
             try:
-                # the two requests of every dialogue, without a timeout, done here directly
+                # the usual requests, without a timeout, done here directly
+                if code == CONNECT and not request[4] and request[2] is False:
+                    slot = slots.get(request[1])
+                    if slot is None:
+                        slot = slots[request[1]] = Slot()
+                    if request[3] == target.port and slot.bind is None:
+                        slot.close()
+                        slot.conn = await probe.connect()
+                        slot.tls = target.ssl
+                        reply = 1
+                        continue
                 if code in (SEND, RECV_EXACTLY):
                     slot = slots.get(request[1])
                     conn = slot.conn if slot is not None else None

@@ -682,7 +682,7 @@ local function body(factory, env, t)
 end
 
 local function finish_check(c, status, reason, weight)
-  flush_logs(c)
+  if c.logs then flush_logs(c) end
   current = IDLE
   return status, reason, weight
 end
@@ -696,13 +696,12 @@ local function drain()
   return logs
 end
 
--- run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport,
---           params, timeout_ms, ssl): one check, in the calling thread.
-local function run_check(factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark,
+-- run_check(c, factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport,
+--           params, timeout_ms, ssl): one check in the calling thread, whose record is c.
+local function run_check(c, factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark,
                          rname, rport, params, timeout, ssl)
-  local c = { left = budget, budget = budget, nsock = 0, since = false,
-              thread = co_running(), env = false, logs = false, loading = false,
-              killed = false, addr = addr }
+  c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
+  c.logs, c.loading, c.killed = false, false, false
   current = c
   local env = new_env()
   c.env = env
@@ -717,10 +716,14 @@ end
 -- worker(run_check's arguments): the function every check thread runs. A thread serves one
 -- check after another: it yields DONE, status, reason, weight after each and takes the next
 -- check's arguments from the resume. A check that raised leaves its thread dead (not reused).
+-- The check record ``c`` is the thread's, reset for every check (nothing of a check can hold
+-- it: scripts never see it, and a thread whose check did not end is never reused).
 local function worker(...)
   sethook()
+  local c = { left = 0, budget = 0, nsock = 0, since = false, thread = co_running(),
+              env = false, logs = false, loading = false, killed = false, addr = false }
   local function serve(...)
-    return serve(co_yield(DONE, run_check(...)))
+    return serve(co_yield(DONE, run_check(c, ...)))
   end
   return serve(...)
 end
