@@ -106,11 +106,11 @@ class Session:
 
     __slots__ = ("probe", "script", "slots", "target")
 
-    def __init__(self, script: Script, probe: Probe) -> None:
+    def __init__(self, script: Script, probe: Probe, slots: dict[int, Slot]) -> None:
         self.script = script
         self.probe = probe
         self.target = probe.target
-        self.slots: dict[int, Slot] = {}
+        self.slots = slots
 
     def failed(self, request: tuple[Any, ...], err: str, partial: bytes | None,
                keep: bool) -> tuple[None, bytes, bytes | None]:
@@ -415,25 +415,25 @@ async def _error_ended(session: Session, exc: LuaError) -> Result:
     return _script_error(session.script, text)
 
 
-_args_cache: dict[int, tuple[Target, str, Any, int, tuple[Any, ...]]] = {}
+_args_cache: dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]] = {}
 
 
 def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
     budget and the target's fields (kept per target: the engine reuses them)."""
-    t = probe.target
-    params = probe.settings.get("params", "")
+    t, settings = probe.target, probe.settings
     factory, budget = script.factory, script.limits.instructions
     cached = _args_cache.get(id(t))
-    if (cached is not None and cached[0] is t and cached[1] == params and cached[2] is factory
-            and cached[3] == budget):
+    if (cached is not None and cached[0] is t and cached[1] is settings
+            and cached[2] is factory and cached[3] == budget):
         return cached[4]
+    params = settings.get("params", "")
     args = (factory, budget, t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(),
             t.vport, t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport, params.encode(),
             int(t.timeout * 1000), t.ssl)
     if len(_args_cache) > 100_000:
         _args_cache.clear()
-    _args_cache[id(t)] = (t, params, factory, budget, args)
+    _args_cache[id(t)] = (t, settings, factory, budget, args)
     return args
 
 
@@ -454,8 +454,8 @@ async def run_script(script: Script, probe: Probe) -> Result:
         co = runtime.worker.coroutine(*args)
         reply = None
     send = co.send
-    session = Session(script, probe)
-    slots = session.slots
+    slots: dict[int, Slot] = {}
+    session: Session | None = None  # made when a request needs more than the loop below
     target = probe.target
     script.running += 1
     try:
@@ -463,7 +463,7 @@ async def run_script(script: Script, probe: Probe) -> Result:
             try:
                 request = send(reply)
             except LuaError as exc:
-                return await _error_ended(session, exc)
+                return await _error_ended(Session(script, probe, slots), exc)
             code = request[0] if type(request) is tuple else -1
             if code == DONE:
                 if len(idle) < IDLE_THREADS:
@@ -495,14 +495,20 @@ async def run_script(script: Script, probe: Probe) -> Result:
                 op = OPS.get(code)
                 if op is None:  # only the prelude yields to Python: a bug there
                     raise ProbeError(f"lua: unknown request {request!r}"[:200])
+                if session is None:
+                    session = Session(script, probe, slots)
                 reply = await op(session, request)
             except SockError as exc:
+                session = session or Session(script, probe, slots)
                 reply = session.failed(request, exc.err, exc.partial, exc.keep)
             except TimeoutError:
+                session = session or Session(script, probe, slots)
                 reply = session.failed(request, "timeout", None, code in KEEP_ON_TIMEOUT)
             except (ProbeError, OSError) as exc:
+                session = session or Session(script, probe, slots)
                 reply = await session.failed_io(request, exc)
     finally:
         script.running -= 1
         if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
-            session.close()
+            for slot in slots.values():
+                slot.close()
