@@ -37,6 +37,7 @@ LINE_LIMIT = 65536
 ALL_LIMIT = 1 << 20
 EXACT_LIMIT = 16 << 20
 UNTIL_LIMIT = 1 << 20
+MAX_SOCKETS = 16  # per check, as the prelude's MAX_SOCKETS
 MEMORY = "memory limit of the Lua runtime reached"
 IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
 
@@ -141,6 +142,8 @@ class Session:
     def slot(self, sid: int) -> Slot:
         slot = self.slots.get(sid)
         if slot is None:
+            if type(sid) is not int or not 0 < sid <= MAX_SOCKETS:  # a script set sock._id
+                raise SockError(f"not a socket of this check (at most {MAX_SOCKETS})")
             slot = self.slots[sid] = Slot()
         return slot
 
@@ -472,10 +475,11 @@ async def run_script(script: Script, probe: Probe) -> Result:
             try:
                 # the usual requests, without a timeout, done here directly
                 if code == CONNECT and not request[4] and request[2] is False:
-                    slot = slots.get(request[1])
-                    if slot is None:
-                        slot = slots[request[1]] = Slot()
-                    if request[3] == target.port and slot.bind is None:
+                    sid = request[1]
+                    slot = slots.get(sid)
+                    if slot is None and type(sid) is int and 0 < sid <= MAX_SOCKETS:
+                        slot = slots[sid] = Slot()
+                    if slot is not None and request[3] == target.port and slot.bind is None:
                         slot.close()
                         slot.conn = await probe.connect()
                         slot.tls = target.ssl

@@ -83,6 +83,10 @@ ESCAPES = [
     ("too many sockets",
      "for i = 1, 100 do local s, err = sd.tcp(); if not s then return false, err end end",
      "too many sockets"),
+    ("forged socket ids",
+     "local s = sd.tcp() for i = 2, 40 do rawset(s, '_id', i + 0.5)"
+     " local ok, err = s:connect(t.addr, t.port) if not ok then return false, err end end",
+     "not a socket of this check (at most 16)"),
     ("pattern bomb",
      "return string.find(('a'):rep(20000), ('a?'):rep(20000) .. ('a'):rep(20000))",
      "pattern longer than 512 bytes"),
