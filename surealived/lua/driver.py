@@ -23,7 +23,7 @@ import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram, describe_oserror
 from ..logsetup import LEVELS
@@ -440,9 +440,15 @@ def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
     return args
 
 
-async def run_script(script: Script, probe: Probe) -> Result:
-    """One check of ``script`` against the probe's target, on an idle thread of its runtime
-    (a new one when none is idle)."""
+class HasScript(Protocol):
+    script: Script
+
+
+async def run_script(owner: HasScript, probe: Probe) -> Result:
+    """One check of ``owner.script`` against the probe's target, on an idle thread of its
+    runtime (a new one when none is idle). ``LuaTester.check`` is this function itself: no
+    frame of its own between the engine and this loop, which every resume goes through."""
+    script = owner.script
     script.refresh_for_check()
     if script.factory is None:
         return Result.down(f"lua: {script.error}")
