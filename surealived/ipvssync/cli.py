@@ -20,7 +20,7 @@ from .. import __version__, sdnotify
 from ..errors import ConfigErrors
 from ..logsetup import reopen, setup_logging, verbosity_level
 from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
-from .files import SyncLock, SyncPaths, load_wanted
+from .files import SyncLock, SyncPaths, Wanted, load_wanted
 from .kernel import UNAVAILABLE, IPVSUnavailable, Kernel, KernelError, open_kernel
 from .planner import plan, summary
 from .syncer import Settings, Syncer
@@ -57,20 +57,26 @@ def _load_config(path: str | None) -> MainConfig:
         sys.exit(1)
 
 
-def _check(paths: SyncPaths) -> int:
-    """``-t``: parse the snapshot and its diffs without touching anything."""
+def _load_locked(paths: SyncPaths) -> Wanted:
+    """The wanted table, read under the lock when the lock file exists."""
     lock = SyncLock(paths.lock_sync_file)
     locked = lock.acquire()
     try:
-        wanted = load_wanted(paths)
+        return load_wanted(paths)
+    finally:
+        if locked:
+            lock.release()
+
+
+def _check(paths: SyncPaths) -> int:
+    """``-t``: parse the snapshot and its diffs without touching anything."""
+    try:
+        wanted = _load_locked(paths)
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)
         click.echo(f"ipvssync config file [{paths.full_sync_file}] syntax ERROR", err=True)
         return 1
-    finally:
-        if locked:
-            lock.release()
     for warning in wanted.snapshot.warnings:
         click.echo(f"warning: {warning}", err=True)
     for entry in wanted.problems:
@@ -83,17 +89,12 @@ def _check(paths: SyncPaths) -> int:
 
 def _plan(paths: SyncPaths, manage_unmanaged: bool, as_ipvsadm: bool) -> int:
     """``--plan``: print what a full sync would do now; change nothing."""
-    lock = SyncLock(paths.lock_sync_file)
-    locked = lock.acquire()
     try:
-        wanted = load_wanted(paths)
+        wanted = _load_locked(paths)
     except ConfigErrors as exc:
         for error in exc.errors:
             click.echo(f"snapshot refused: {error}", err=True)
         return 1
-    finally:
-        if locked:
-            lock.release()
     kernel_table = Table()
     try:
         with open_kernel() as kernel:
