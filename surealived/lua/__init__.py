@@ -1,7 +1,8 @@
 """Lua testers: a sandboxed Lua 5.1 runtime per script, the cosocket API and the original's API.
 
 ``scripts.SCRIPTS`` holds every script in use (hot edits, errors for the status output);
-``driver.run_script`` runs one check (it is ``LuaTester.check``). The Lua side of the sandbox is in ``prelude``.
+``driver.run_script`` runs one check (it is ``LuaTester.check``). The Lua side of the sandbox
+is in ``prelude``.
 """
 
 from .driver import run_script

@@ -1,11 +1,17 @@
-"""The coroutine driver: one Lua check run as a coroutine on the event loop, its I/O done here.
+"""The coroutine driver: one Lua check run on a check thread of the script's runtime, its I/O
+done here on the engine's probe layer.
 
-Strategy: the check is a Lua coroutine (``run_check`` of the prelude). Each time it yields a
-request (``op, socket id, arguments``) the driver awaits the I/O on the engine's probe layer and
-resumes it with the result: data, a count, ``true``, or an error table (``nil, err, partial`` on
-the Lua side). Errors are short and lowercase as OpenResty's (``timeout``, ``closed``,
-``connection refused``). A read timeout leaves the socket usable; every other error closes it.
-The whole check stays under the tester's deadline, which the engine enforces around ``check``.
+Strategy: a check thread (``worker`` of the prelude) runs one check after another; idle threads
+wait in ``Runtime.idle`` (one that raised or was abandoned at its deadline is never reused).
+Each time the check needs I/O, the thread yields a request ``code, socket id, arguments`` (plain
+values, a fixed shape per code; the codes are below and in the prelude) and the driver awaits
+the I/O and resumes it with the reply: data, a count, ``true``, or ``nil, err[, partial]``.
+A finished check yields ``DONE, status, reason, weight``. The usual requests (connecting to the
+test port, sending, reading N bytes, without a timeout) are done in the loop of ``run_script``
+itself; the others by the ``Session`` methods. Errors are short and lowercase as OpenResty's
+(``timeout``, ``closed``, ``connection refused``). A read timeout leaves the socket usable;
+every other error closes it. The whole check stays under the tester's deadline, which the
+engine enforces around ``check``.
 
 Sockets reach the real under test only: ``connect`` accepts the real's address (any port), so a
 script cannot be used to reach other hosts. The test port goes through ``probe.connect()`` (with

@@ -8,10 +8,13 @@ charges the running check and, once its budget is spent, raises an error that ev
 and ``coroutine.resume`` of the sandbox re-raises. ``pcall`` runs its body in a coroutine so that
 socket calls work inside it (Lua 5.1 cannot yield across a C ``pcall``).
 
-I/O is a ``coroutine.yield`` of a request (``op, socket id, arguments``) from the check's own
-thread to the Python driver, which awaits the I/O and resumes the thread with the result: a
-string, number or boolean, or a table ``{err = ..., partial = ...}`` made by ``mkerr``. Nested
-threads forward requests up, tagged with a private table. No Python object is ever handed in.
+Checks run on check threads (``worker``), each serving one check after another: the driver
+keeps idle ones and resumes one with the next check's arguments; a check's record ``c`` is
+the thread's, reset for every check. I/O is a ``coroutine.yield`` of a request (a numeric code,
+a socket id and plain arguments) from the check's own thread to the Python driver, which awaits
+the I/O and resumes the thread with the result: a string, number or boolean, or ``nil, err
+[, partial]``, returned as they are by the socket call. Nested threads forward requests up,
+tagged with a private table. No Python object is ever handed in.
 """
 
 PRELUDE = r"""
