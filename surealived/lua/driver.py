@@ -35,9 +35,10 @@ from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram, describe_oser
 from ..logsetup import LEVELS
 from ..tester_api import Connection, Datagram, Probe, ProbeError, Result, Target
 from .runtime import LuaError, LuaMemoryError
-from .scripts import SCRIPTS, Script
+from .scripts import SCRIPTS, SHARED_LOOK, Script
 
 log = logging.getLogger("surealived")
+monotonic = time.monotonic
 
 LINE_LIMIT = 65536
 ALL_LIMIT = 1 << 20
@@ -455,7 +456,8 @@ async def run_script(owner: HasScript, probe: Probe) -> Result:
     runtime (a new one when none is idle). ``LuaTester.check`` is this function itself: no
     frame of its own between the engine and this loop, which every resume goes through."""
     script = owner.script
-    script.refresh_for_check()
+    if not script.running or monotonic() - script.looked >= SHARED_LOOK:
+        script.refresh_for_check()
     if script.factory is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime

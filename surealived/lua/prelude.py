@@ -374,20 +374,20 @@ local function new_socket(mt)
     return nil, "too many sockets (at most " .. MAX_SOCKETS .. " per check)"
   end
   c.nsock = c.nsock + 1
-  return setmetatable({ _id = c.nsock }, mt)
+  return setmetatable({ _id = c.nsock, _ct = false, _st = false, _rt = false }, mt)
 end
 
 function tcp.settimeout(self, ms)
   sock_id(self, "settimeout")
-  ms = want_ms(ms, "settimeout", 1)
+  ms = want_ms(ms, "settimeout", 1) or false
   self._ct, self._st, self._rt = ms, ms, ms
 end
 
 function tcp.settimeouts(self, c, s, r)
   sock_id(self, "settimeouts")
-  self._ct = want_ms(c, "settimeouts", 1)
-  self._st = want_ms(s, "settimeouts", 2)
-  self._rt = want_ms(r, "settimeouts", 3)
+  self._ct = want_ms(c, "settimeouts", 1) or false
+  self._st = want_ms(s, "settimeouts", 2) or false
+  self._rt = want_ms(r, "settimeouts", 3) or false
 end
 
 function tcp.bind(self, addr)
@@ -418,11 +418,15 @@ end
 
 function tcp.send(self, data)
   local id = sock_id(self, "send")
-  return request(SEND, id, payload(data), self._st)
+  if type(data) ~= "string" then data = payload(data) end
+  return request(SEND, id, data, self._st)
 end
 
 function tcp.receive(self, pattern)
   local id = sock_id(self, "receive")
+  if type(pattern) == "number" and pattern >= 0 and pattern == floor(pattern) then
+    return request(RECV_EXACTLY, id, pattern, self._rt)
+  end
   if pattern == nil or pattern == "*l" then
     return request(RECV_LINE, id, 0, self._rt)
   elseif pattern == "*a" then
@@ -494,7 +498,8 @@ udp.connect = udp.setpeername
 
 function udp.send(self, data)
   local id = sock_id(self, "send")
-  return request(SEND, id, payload(data), self._st)
+  if type(data) ~= "string" then data = payload(data) end
+  return request(SEND, id, data, self._st)
 end
 
 function udp.receive(self, size)
