@@ -430,7 +430,9 @@ _args_cache: dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]] = {}
 
 def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
-    budget and the target's fields (kept per target: the engine reuses them)."""
+    budget and a Lua table of the target's fields, made once per target (the engine reuses
+    them) in the script's runtime (the factory is the runtime's: a check of another script
+    makes its own)."""
     t, settings = probe.target, probe.settings
     factory, budget = script.factory, script.limits.instructions
     cached = _args_cache.get(id(t))
@@ -438,9 +440,10 @@ def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
             and cached[2] is factory and cached[3] == budget):
         return cached[4]
     params = settings.get("params", "")
-    args = (factory, budget, t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(),
-            t.vport, t.vproto.encode(), t.vfwmark, t.rname.encode(), t.rport, params.encode(),
-            int(t.timeout * 1000), t.ssl)
+    record = script.runtime.lua.table(
+        t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport, t.vproto.encode(),
+        t.vfwmark, t.rname.encode(), t.rport, params.encode(), int(t.timeout * 1000), t.ssl)
+    args = (factory, budget, record)
     if len(_args_cache) > 100_000:
         _args_cache.clear()
     _args_cache[id(t)] = (t, settings, factory, budget, args)
@@ -461,7 +464,10 @@ async def run_script(owner: HasScript, probe: Probe) -> Result:
     if script.factory is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime
-    args = check_args(script, probe)
+    try:
+        args = check_args(script, probe)
+    except LuaError:  # no memory left in the runtime for the target's table
+        return _script_error(script, MEMORY)
     idle = runtime.idle
     reply: Any
     if idle:

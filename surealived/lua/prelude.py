@@ -708,10 +708,11 @@ local function drain()
   return logs
 end
 
--- run_check(c, factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport,
---           params, timeout_ms, ssl): one check in the calling thread, whose record is c.
-local function run_check(c, factory, budget, addr, port, vname, vaddr, vport, vproto, vfwmark,
-                         rname, rport, params, timeout, ssl)
+-- run_check(c, factory, budget, target): one check in the calling thread, whose record is c.
+-- target is { addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport, params,
+-- timeout_ms, ssl }, made by the driver once per target and never handed to a script.
+local function run_check(c, factory, budget, r)
+  local addr, params = r[1], r[10]
   c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
   c.logs, c.loading, c.killed = false, false, false
   current = c
@@ -719,9 +720,9 @@ local function run_check(c, factory, budget, addr, port, vname, vaddr, vport, vp
   local env = new_env()
   c.env = env
   local t = {
-    addr = addr, port = port, vname = vname, vaddr = vaddr, vport = vport, vproto = vproto,
-    vfwmark = vfwmark, rname = rname, rport = rport, params = params,
-    args = parse_args(params), timeout = timeout, ssl = ssl,
+    addr = addr, port = r[2], vname = r[3], vaddr = r[4], vport = r[5], vproto = r[6],
+    vfwmark = r[7], rname = r[8], rport = r[9], params = params,
+    args = parse_args(params), timeout = r[11], ssl = r[12],
   }
   return finish_check(c, body(factory, env, t))
 end
