@@ -675,14 +675,16 @@ local function run_legacy(env, t)
   end
 end
 
-local function body(factory, env, t)
-  setfenv(factory, env)
-  local main = factory()
-  setfenv(factory, IDLE)
+-- The script's main chunk runs in the check's environment: it cannot yield (no I/O while it
+-- loads), so no other check can set another environment on it before it returns, and every
+-- function it makes keeps the environment it was made in.
+local function body(main, env, t)
+  setfenv(main, env)
   local c = current
   c.loading = true
   local module = main()
   c.loading = false
+  setfenv(main, IDLE)
   local check = type(module) == "table" and rawget(module, "check") or rawget(env, "check")
   if type(check) == "function" then
     return verdict(check(t))
@@ -742,13 +744,13 @@ local function worker(...)
   return serve(...)
 end
 
--- compile(source, chunkname): a factory making a fresh main function per check, or nil, err.
+-- compile(source, chunkname): the script's main chunk (run once per check), or nil, err.
 local function compile(source, chunkname)
   if s_byte(source, 1) == 27 then
     return false, s_sub(chunkname, 2) .. ": binary chunks are refused"
   end
   if s_byte(source, 1) == 35 then source = "--" .. source end  -- a #! line
-  local f, err = raw_loadstring("return function(...) " .. source .. "\nend", chunkname)
+  local f, err = raw_loadstring(source, chunkname)
   if f then return f, false end
   return false, err
 end
@@ -764,9 +766,8 @@ local function inspect(factory, budget)
   c.env = env
   local co = new_thread(function()
     setfenv(factory, env)
-    local main = factory()
+    local module = factory()
     setfenv(factory, IDLE)
-    local module = main()
     if type(module) == "table" and type(rawget(module, "check")) == "function" then
       return "check"
     end
