@@ -83,7 +83,8 @@ def main() -> int:
         banner("Control port: vlist and rlist (printf 'rlist ...\\n' | nc -q 1 127.0.0.1 13370)")
         print(control("vlist"), control("rlist vproto=tcp vaddr=192.0.2.80 vport=80"), sep="")
         banner("The snapshot surealived wrote for ipvssync (state/ipvsfull.cfg)")
-        print(open(os.path.join(STATE, "ipvsfull.cfg")).read())
+        with open(os.path.join(STATE, "ipvsfull.cfg")) as snapshot:
+            print(snapshot.read())
         banner("ipvssync --plan: what it would apply to an empty IPVS table")
         show([os.path.join(BIN, "ipvssync"), "--dir", STATE, "--plan", "--ipvsadm"])
 

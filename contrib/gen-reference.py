@@ -27,7 +27,7 @@ def _default(attr: Attr) -> str:
         return "**mandatory**"
     value = attr.default
     if value is None or value == "":
-        return "–"
+        return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bool):
@@ -89,7 +89,7 @@ def cfg_reference() -> str:
         elif isinstance(value, tuple):
             shown = ",".join(str(v) for v in value)
         elif value in (None, ""):
-            shown = "–"
+            shown = "-"
         else:
             shown = str(value)
         rows.append(f"| `{key.name}` | {key.kind} | `{shown}` | {key.help} |")

@@ -15,7 +15,8 @@ from surealived.ipvssync.cli import main as ipvssync_cli
 from surealived.probe_cli import probe as probe_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as _f:
+    README = _f.read()
 
 
 def test_reference_tables_match_the_declarations() -> None:
@@ -44,5 +45,6 @@ def test_every_control_command_is_documented() -> None:
 
 def test_the_two_commands_and_ci() -> None:
     assert "./contrib/demo.sh" in README and "./contrib/run-tests.sh" in README
-    ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci = f.read()
     assert "./contrib/run-tests.sh" in ci

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sys
 
@@ -40,7 +41,5 @@ async def main(name: str, port: int, addrs: list[str]) -> None:
 
 if __name__ == "__main__":
     addresses = sys.argv[3:] or ["127.0.0.1", "::1"]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(sys.argv[1], int(sys.argv[2]), addresses))
-    except KeyboardInterrupt:
-        pass

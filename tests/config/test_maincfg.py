@@ -9,11 +9,15 @@ import pytest
 from surealived.errors import ConfigErrors
 from surealived.maincfg import KEYS, KEYS_BY_NAME, MainConfig, load_maincfg, parse_maincfg
 
-ORIGINAL_KEYS = """maxfd log use_log logging use_syslog use_tm_in_syslog modules_path modules
-listen_addr listen_port memlimit loop_interval_ms epoll_interval_ms startup_delay_ms debug_comm
-debug_comm_path stats_dir log_stats log_stats_combined no_sync lock_sync_file full_sync_file
-full_reload_file diff_sync_dir offline_dump use_offline_dump override_dump gather_stats stats_dump
-stats_dump_savesec notify_dump epoll_size ipvssync_log ipvssync_logging""".split()
+ORIGINAL_KEYS = [
+    "maxfd", "log", "use_log", "logging", "use_syslog", "use_tm_in_syslog", "modules_path",
+    "modules", "listen_addr", "listen_port", "memlimit", "loop_interval_ms", "epoll_interval_ms",
+    "startup_delay_ms", "debug_comm", "debug_comm_path", "stats_dir", "log_stats",
+    "log_stats_combined", "no_sync", "lock_sync_file", "full_sync_file", "full_reload_file",
+    "diff_sync_dir", "offline_dump", "use_offline_dump", "override_dump", "gather_stats",
+    "stats_dump", "stats_dump_savesec", "notify_dump", "epoll_size", "ipvssync_log",
+    "ipvssync_logging",
+]
 
 
 def test_every_original_key_is_known_and_declared_once() -> None:

@@ -48,7 +48,8 @@ BAD: list[tuple[str, str, int, str]] = [
     ("v-addr-unspecified", doc(virtual=sub(V, "192.0.2.10", "0.0.0.0")), 2, "unspecified"),
     ("v-addr-missing", doc(virtual=sub(V, 'addr="192.0.2.10" ', "")), 2,
      'addr: is mandatory with proto="tcp"'),
-    ("v-port-big", doc(virtual=sub(V, 'port="80"', 'port="65536"')), 2, "port: '65536' is not a port"),
+    ("v-port-big", doc(virtual=sub(V, 'port="80"', 'port="65536"')), 2,
+     "port: '65536' is not a port"),
     ("v-port-neg", doc(virtual=sub(V, 'port="80"', 'port="-1"')), 2, "is not a port"),
     ("v-port-text", doc(virtual=sub(V, 'port="80"', 'port="http"')), 2, "is not a port"),
     ("v-port-trailing", doc(virtual=sub(V, 'port="80"', 'port="80abc"')), 2, "is not a port"),
@@ -70,7 +71,8 @@ BAD: list[tuple[str, str, int, str]] = [
     ("v-fwmark-zero", doc(virtual='name="fw" proto="fwmark" fwmark="0" sched="wrr" rt="dr"'), 2,
      "fwmark: 0 is out of range"),
     ("v-fwmark-addr", doc(virtual='name="fw" proto="fwmark" fwmark="3" addr="192.0.2.1" '
-                                  'sched="wrr" rt="dr"'), 2, 'addr: is not used with proto="fwmark"'),
+                                  'sched="wrr" rt="dr"'), 2,
+     'addr: is not used with proto="fwmark"'),
     ("v-af-tcp", doc(virtual=V + ' af="inet6"'), 2, "af: applies to fwmark virtuals only"),
     ("v-unknown-attr", doc(virtual=V + ' shed="wrr"'), 2, "shed: unknown attribute 'shed'"),
     # tester attributes
@@ -88,7 +90,8 @@ BAD: list[tuple[str, str, int, str]] = [
     ("t-rof-bad", doc(tester=T + ' remove_on_fail="sometimes"'), 3, "is not a boolean"),
     ("t-ssl-bad", doc(tester=T + ' SSL="yes please"'), 3, "SSL: 'yes please' is not a boolean"),
     ("t-ssl-lowercase", doc(tester=T + ' ssl="1"'), 3, "ssl: unknown attribute"),
-    ("t-samples-big", doc(tester=T + ' stats_samples="21"'), 3, "stats_samples: 21 is out of range"),
+    ("t-samples-big", doc(tester=T + ' stats_samples="21"'), 3,
+     "stats_samples: 21 is out of range"),
     ("t-notify-missing", doc(tester=T + ' notify_up="/nonexistent/up.sh"'), 3,
      "notify_up: program '/nonexistent/up.sh' does not exist"),
     ("t-min-reals-bad", doc(tester=T + ' notify_min_reals="half"'), 3,
@@ -131,7 +134,8 @@ BAD: list[tuple[str, str, int, str]] = [
     ("r-port-missing", doc(real=sub(R, 'port="80" ', "")), 4, "port: is mandatory"),
     ("r-port-big", doc(real=sub(R, 'port="80"', 'port="70000"')), 4, "'70000' is not a port"),
     ("r-weight-missing", doc(real=sub(R, ' weight="10"', "")), 4, "weight: is mandatory"),
-    ("r-weight-neg", doc(real=sub(R, 'weight="10"', 'weight="-5"')), 4, "weight: -5 is out of range"),
+    ("r-weight-neg", doc(real=sub(R, 'weight="10"', 'weight="-5"')), 4,
+     "weight: -5 is out of range"),
     ("r-weight-big", doc(real=sub(R, 'weight="10"', 'weight="65536"')), 4, "is out of range"),
     ("r-weight-text", doc(real=sub(R, 'weight="10"', 'weight="heavy"')), 4, "is not an integer"),
     ("r-testport-bad", doc(real=R + ' testport="x"'), 4, "testport: 'x' is not a port"),
@@ -170,7 +174,8 @@ BAD: list[tuple[str, str, int, str]] = [
     ("s-dup-virtual-name", "<surealived>\n<virtual " + V + ">\n<tester " + T + "/>\n</virtual>\n"
      "<virtual " + sub(V, "80", "81") + ">\n<tester " + T + "/>\n</virtual>\n</surealived>\n",
      5, "name 'web' is already used on line 2"),
-    ("s-dup-real", doc(extra=f"<real {sub(R, 'r1', 'r2')}/>\n"), 5, "duplicates the real of line 4"),
+    ("s-dup-real", doc(extra=f"<real {sub(R, 'r1', 'r2')}/>\n"), 5,
+     "duplicates the real of line 4"),
     ("s-dup-real-name", doc(extra="<real " + sub(R, 'port="80"', 'port="81"') + "/>\n"), 5,
      "name 'r1' is already used on line 4"),
 ]
@@ -212,7 +217,7 @@ def test_good_config_defaults_and_overrides(tmp_path: os.PathLike[str]) -> None:
     with open(script, "w") as f:
         f.write("#!/bin/sh\nexit 0\n")
     os.chmod(script, stat.S_IRWXU)
-    xml = f"""<surealived>
+    xml = """<surealived>
 <virtual name="web" addr="2001:db8::10" port="443" proto="tcp" sched="wlc" rt="masq" pers="300">
   <tester proto="http" testport="8443" url="/health" host="www.example.test" SSL="1"
           retcode="200,301-302"/>
