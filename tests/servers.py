@@ -248,7 +248,7 @@ async def bad_tcp_server(mode: str, host: str = "127.0.0.1", *,
         assert task is not None
         handlers.add(task)
         try:
-            await _misbehave(mode, reply, reader, writer)
+            await misbehave(mode, reply, reader, writer)
             writer.close()  # a FIN (the request was read: no RST for unread data)
         except (ConnectionError, asyncio.CancelledError):
             writer.transport.abort()
@@ -266,8 +266,9 @@ async def bad_tcp_server(mode: str, host: str = "127.0.0.1", *,
         await server.wait_closed()
 
 
-async def _misbehave(mode: str, reply: bytes, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+async def misbehave(mode: str, reply: bytes, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+    """Serve one connection the way ``mode`` says (see ``bad_tcp_server``)."""
     if mode == "silent":
         while await reader.read(65536):
             pass

@@ -12,40 +12,21 @@ import asyncio
 import contextlib
 import resource
 import socket
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tests.servers import misbehave
+
 MODES = ("good", "silent", "reset", "drip", "endless", "tls_garbage")
+
+
+GOOD_REPLY = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
 
 
 async def _serve(mode: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        if mode == "reset":
-            writer.get_extra_info("socket").setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return
-        if mode == "silent":
-            while await reader.read(65536):
-                pass
-            return
-        await reader.read(65536)
-        if mode == "good":
-            writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-        elif mode == "drip":
-            for byte in b"HTTP/1.0 200 OK\r\n\r\n":
-                writer.write(bytes([byte]))
-                await writer.drain()
-                await asyncio.sleep(0.5)
-        elif mode == "endless":
-            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
-            while True:
-                writer.write(b"y" * 65536)
-                await writer.drain()
-        elif mode == "tls_garbage":
-            writer.write(bytes(range(256)) * 4)
-        await writer.drain()
+        await misbehave("http" if mode == "good" else mode, GOOD_REPLY, reader, writer)
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
