@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from . import logsetup, sdnotify
 from .components import Component, build
-from .daemonize import daemonize, report_failure
+from .daemonize import daemonize, report_failure, report_ready
 from .engine import heap
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
@@ -164,7 +164,7 @@ class Daemon:
         self.logger.info("Started: %d virtuals, %d reals, %s loop, at most %d checks in flight",
                          len(self.config.virtuals), self.config.real_count, self.loop_name,
                          self.engine.max_inflight)
-        _report_ready()
+        report_ready()
         try:
             await self._stop.wait()
         finally:
@@ -191,13 +191,6 @@ class Daemon:
             except Exception:
                 self.logger.exception("Component %s failed to stop", type(component).__name__)
 
-
-def _report_ready() -> None:
-    try:
-        from .daemonize import report_ready
-    except ImportError:
-        return
-    report_ready()
 
 
 def run(options: Options) -> int:
