@@ -42,19 +42,12 @@ from typing import TYPE_CHECKING
 from .engine.state import DaemonState, RealState, RoundReport, StateEvent, VirtualState
 from .persist.component import BackgroundSaver, read_text, report_problems, vkey_of
 from .persist.dumps import format_notify, parse_notify
+from .sdnotify import child_environ
 
 if TYPE_CHECKING:
     from .daemon import Daemon
 
 OUTPUT_LIMIT = 64 * 1024
-_DROPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
-
-
-def script_env() -> dict[str, str]:
-    """The daemon's environment without what belongs to the daemon's own service manager."""
-    return {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-
-
 def virtual_argv(script: str, nstate: str, v: VirtualState) -> list[str]:
     c = v.config
     return [script, f"notify={nstate}", f"vname={c.name}", f"vaddr={c.addr}", f"vport={c.port}",
@@ -144,7 +137,7 @@ class ScriptRunner:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=script_env(), start_new_session=True)
+                stderr=asyncio.subprocess.STDOUT, env=child_environ(), start_new_session=True)
         except OSError as exc:
             self.log.warning("Can't exec notify line [%s]: %s", " ".join(argv), exc.strerror)
             return
