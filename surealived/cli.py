@@ -47,12 +47,15 @@ def main(config_xml: str, test_config: bool, verbose: int, daemonize: bool,
          maincfg: str | None, no_sync: bool, no_dumpfile: bool, loop: str) -> None:
     if test_config:
         from .check import check_files
+        from .logsetup import setup_logging
 
+        setup_logging("surealived", enabled=False)  # -t reports its findings itself
         report = check_files(config_xml, maincfg)
         for line in report.errors:
             click.echo(line, err=True)
         state = "OK" if report.ok else "ERROR"
-        suffix = "" if report.ok else f" ({len(report.errors)} errors)"
+        count = len(report.errors)
+        suffix = "" if report.ok else f" ({count} error{'' if count == 1 else 's'})"
         click.echo(f"XML configuration file [{config_xml}] {state}: {report.summary()}{suffix}")
         sys.exit(0 if report.ok else 1)
     from .daemon import Options, run
