@@ -10,25 +10,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from surealived import __version__
+from tests.daemon_harness import wait_until
 
 from .conftest import BIN, Project
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 
 
-def _wait(predicate, what: str, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(predicate: Callable[[], object], what: str) -> None:
+    wait_until(predicate, what, seconds=20.0)
 
 
 class Notifications:
