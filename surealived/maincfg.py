@@ -84,6 +84,7 @@ KEYS: tuple[Key, ...] = (
     Key("lua_instructions", "int", "Lua instruction budget per check", 1000),
     Key("notify_timeout", "int", "seconds a notify script may run before it is killed", 1),
     Key("pid_file", "path", "pid file written in -d mode ('' for none)"),
+    Key("ipvssync_pid_file", "path", "pid file ipvssync writes in -d mode ('' for none)"),
     Key("ipvssync_interval", "int", "seconds between ipvssync's full kernel comparisons", 1),
     Key("ipvssync_poll_ms", "int", "how often ipvssync looks for new diff lines, ms", 10),
 )
@@ -137,6 +138,7 @@ class MainConfig:
     lua_instructions: int = 10_000_000
     notify_timeout: int = 30
     pid_file: str = ""
+    ipvssync_pid_file: str = ""
     ipvssync_interval: int = 10
     ipvssync_poll_ms: int = 100
     source: str = field(default="(defaults)", compare=False)

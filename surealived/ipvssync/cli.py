@@ -156,7 +156,7 @@ def main(verbose: int, manage_unmanaged: bool, daemonize: bool, keep_diffs: bool
     if daemonize:
         from ..daemonize import daemonize as detach
 
-        detach(None, name="ipvssync")
+        detach(cfg.ipvssync_pid_file or None, name="ipvssync")
     destination = cfg.ipvssync_log if daemonize else "stderr"
     try:
         log = setup_logging("ipvssync", level=level, destination=destination,

@@ -276,3 +276,26 @@ def _daemon_phases(files: Files, proc: subprocess.Popen) -> None:
     assert not os.path.exists(files.paths.full_reload_file)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_daemonized_ipvssync_writes_its_pid_file_and_removes_it(kernel, files, tmp_path):
+    """ipvssync -d returns once running, with ipvssync_pid_file holding the daemon's pid
+    (what the logrotate rule signals); SIGTERM stops it and removes the file."""
+    files.snapshot(BODY)
+    pid_file = tmp_path / "run" / "ipvssync.pid"
+    pid_file.parent.mkdir()
+    cfg = tmp_path / "surealived.cfg"
+    cfg.write_text(f"ipvssync_pid_file {pid_file}\nipvssync_log {tmp_path / 'ipvssync.log'}\n"
+                   "ipvssync_poll_ms 50\n")
+    started = subprocess.run([sys.executable, "-m", "surealived.ipvssync", "-c", str(cfg),
+                              "--dir", str(files.root), "-d"], capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 0, started.stderr
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip().isdigit(),
+             "the pid file")
+    pid = int(pid_file.read_text())
+    try:
+        wait_for(lambda: len(listing().get("TCP 10.0.0.1:80 wrr", [])) == 2, "the first sync")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_file.exists(), "the pid file to go at exit")
