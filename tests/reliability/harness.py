@@ -1,6 +1,6 @@
-"""A surealived daemon as an operator runs it, for the reliability suite: a project folder with
-surealived.cfg (every path inside it), an XML, the real ``surealived`` process, a control-port
-client, and the daemon's open fds and RSS read from /proc."""
+"""A surealived daemon as an operator runs it, for the reliability suite: the shared project
+(tests/daemon_harness.py) with its stderr kept in log/stderr.log, JSON views of the control
+port, and the daemon's open fds, listening sockets and RSS read from /proc."""
 
 from __future__ import annotations
 
@@ -9,52 +9,28 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port
+from tests.daemon_harness import (
+    BIN,
+    END,
+    PROJECT_KEYS,
+    Project,
+    exchange,
+    free_port,
+    stop,
+    wait_until,
+)
 
-BIN = Path(sys.executable).parent
+__all__ = ["BIN", "END", "Daemon", "MakeDaemon", "exchange", "listening_sockets", "wait_until"]
+
 MakeDaemon = Callable[..., "Daemon"]  # the make_daemon fixture: (xml, **options) -> Daemon
-END = b"_SD_CMD_END_\n"
 
-CFG = """\
-log log/surealived.log
-logging {level}
-{listen_addr}listen_port {control_port}
-stats_dir log/stats
-debug_comm_path log/comm
-lock_sync_file state/ipvsfull.lock
-full_sync_file state/ipvsfull.cfg
-full_reload_file state/ipvsfull.reload
-diff_sync_dir state/diffs
-offline_dump state/offline.dump
-override_dump state/override.dump
-stats_dump state/stats.dump
-stats_dump_savesec 1
-notify_dump state/notify.dump
-modules_path testers
-startup_delay_ms 100
-loop_interval_ms 20
-{extra}
-"""
-
-
-def wait_until(predicate: Callable[[], Any], what: str, seconds: float = 30.0,
-               step: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something true; that value, or AssertionError."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+# The shared project, plus a stats dump every second and a fast main loop.
+KEYS = {**PROJECT_KEYS, "stats_dump_savesec": "1", "loop_interval_ms": "20"}
 
 
 def open_fds(pid: int) -> int:
@@ -93,47 +69,23 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def exchange(port: int, line: str | bytes, timeout: float = 10.0) -> list[str]:
-    """Send one command line to the control port; the response lines, terminator included."""
-    data = line if isinstance(line, bytes) else line.encode()
-    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
-        sock.sendall(data if data.endswith(b"\n") else data + b"\n")
-        received = b""
-        while not received.endswith(END):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    return received.decode("utf-8", "replace").splitlines()
-
-
-class Daemon:
+class Daemon(Project):
     """A project folder and, once ``start``-ed, a running surealived in it."""
 
     def __init__(self, root: Path, xml: str, *, level: str = "info", extra: str = "",
                  listen_addr: str | None = "127.0.0.1") -> None:
-        self.root = root
-        for sub in ("log", "log/comm", "state", "testers"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        super().__init__(root, dirs=("log", "log/comm", "state", "testers"))
         self.control_port = free_port()
-        listen = f"listen_addr {listen_addr}\n" if listen_addr else ""  # None: the default
-        self.cfg.write_text(CFG.format(level=level, control_port=self.control_port,
-                                       listen_addr=listen, extra=extra))
+        # listen_addr None: the daemon's default
+        self.write_cfg({"listen_addr": listen_addr, **KEYS}, extra, logging=level,
+                       listen_port=str(self.control_port))
         self.xml.write_text(xml)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[str] | None = None
         self.starts = 0
 
     @property
-    def cfg(self) -> Path:
-        return self.root / "surealived.cfg"
-
-    @property
-    def xml(self) -> Path:
-        return self.root / "surealived.xml"
-
-    @property
     def state_dir(self) -> Path:
-        return self.root / "state"
+        return self.state
 
     @property
     def stderr_path(self) -> Path:
@@ -144,15 +96,12 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True) -> Daemon:  # type: ignore[override]
         self.starts += 1
         with open(self.stderr_path, "ab") as err:
             err.write(f"=== start {self.starts}\n".encode())
             err.flush()
-            self.proc = subprocess.Popen(
-                [str(BIN / "surealived"), "-c", str(self.cfg), str(self.xml)], cwd=self.root,
-                stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"})
+            self.proc = super().start(stdout=err, stderr=err)
         if wait:
             wait_until(self.answers, "the control port of surealived")
         return self
@@ -163,7 +112,7 @@ class Daemon:
             raise AssertionError(f"surealived exited with status {self.proc.returncode}:\n"
                                  f"{self.stderr_tail()}")
         with contextlib.suppress(OSError):
-            return exchange(self.control_port, "vlist", 2.0)[-1:] == ["_SD_CMD_END_"]
+            return exchange(self.control_port, "vlist", 2.0)[-1:] == [END]
         return False
 
     def alive(self) -> bool:
@@ -180,7 +129,7 @@ class Daemon:
 
     def json(self, line: str) -> Any:
         lines = self.command(line + " format=json")
-        assert lines[-1] == "_SD_CMD_END_", lines
+        assert lines[-1] == END, lines
         return json.loads(lines[0])
 
     def reals(self) -> list[dict[str, Any]]:
@@ -211,12 +160,4 @@ class Daemon:
 
     def stop(self) -> int:
         """SIGTERM and wait; the exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError("surealived did not stop within 20 s of SIGTERM") from None
+        return stop(self.proc) if self.proc else 0

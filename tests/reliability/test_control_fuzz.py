@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .figures import Row, scale, timeout
-from .harness import Daemon, exchange, wait_until
+from .harness import END, Daemon, exchange, wait_until
 
-END = "_SD_CMD_END_"
 MAX_CLIENTS = 8
 IDLE = 2
 XML = """<surealived>
