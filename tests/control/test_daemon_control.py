@@ -3,13 +3,10 @@ sockets, a live real and a dead one on loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,51 +15,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-BIN = Path(sys.executable).parent
-END = "_SD_CMD_END_"
+from tests.daemon_harness import Client, Project, free_port, stop, wait_until
+
 SEL_A = "vproto=tcp vaddr=192.0.2.1 vport=80 raddr=127.0.0.1 rport=80"
 SEL_B = "vproto=tcp vaddr=192.0.2.1 vport=80 raddr=127.0.0.2 rport=80"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.file = self.sock.makefile("r", encoding="utf-8")
-
-    def send(self, text: str) -> None:
-        self.sock.sendall(text.encode())
-
-    def response(self) -> list[str]:
-        lines = []
-        for raw in self.file:
-            line = raw.rstrip("\n")
-            if line == END:
-                return lines
-            lines.append(line)
-        raise AssertionError(f"connection closed after {lines}")
-
-    def ask(self, line: str) -> list[str]:
-        self.send(line + "\n")
-        return self.response()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
+def wait(predicate: Callable[[], object], what: str) -> None:
+    wait_until(predicate, what, seconds=30.0, step=0.1)
 
 
 def http(port: int, path: str) -> tuple[int, str]:
@@ -80,16 +40,11 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, Pa
     live.listen(128)
     dead = free_port()  # nothing listens there: connection refused
     control, status = free_port(), free_port()
-    for sub in ("log", "state", "state/diffs"):
-        (tmp_path / sub).mkdir()
-    (tmp_path / "surealived.cfg").write_text(
-        f"log log/surealived.log\nlisten_port {control}\nstatus_listen 127.0.0.1:{status}\n"
-        "stats_dir log\ndebug_comm_path log\nlock_sync_file state/ipvsfull.lock\n"
-        "full_sync_file state/ipvsfull.cfg\nfull_reload_file state/ipvsfull.reload\n"
-        "diff_sync_dir state/diffs\noffline_dump state/offline.dump\n"
-        "override_dump state/override.dump\nstats_dump state/stats.dump\n"
-        "notify_dump state/notify.dump\nstartup_delay_ms 100\ncontrol_max_clients 4\n")
-    (tmp_path / "surealived.xml").write_text(f"""<surealived>
+    project = Project(tmp_path, dirs=("log", "state", "state/diffs"))
+    project.write_cfg(logging=None, modules_path=None, listen_port=str(control),
+                      status_listen=f"127.0.0.1:{status}", stats_dir="log",
+                      debug_comm_path="log", control_max_clients="4")
+    project.xml.write_text(f"""<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr">
     <tester proto="tcp" testport="{live.getsockname()[1]}" loopdelay="1" timeout="2"/>
     <real name="a" addr="127.0.0.1" port="80" weight="10"/>
@@ -97,10 +52,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, Pa
   </virtual>
 </surealived>
 """)
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-    proc = subprocess.Popen([str(BIN / "surealived"), "-c", "surealived.cfg", "surealived.xml"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = project.start()
 
     def answering() -> bool:
         assert proc.poll() is None, proc.communicate()
@@ -114,13 +66,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int, Pa
         wait(answering, "the control port")
         yield proc, control, status, tmp_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with contextlib.suppress(AssertionError):  # killed if still there after 30 s
+            stop(proc, seconds=30)
         proc.communicate()
         live.close()
 
