@@ -9,7 +9,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,26 +16,13 @@ from pathlib import Path
 import pytest
 
 from surealived.sync.formats import parse_diff, parse_snapshot
+from tests.daemon_harness import PROJECT_KEYS, Project, cfg_text, free_port, wait_until
 
 from .test_crash import check_chain
 
-BIN = Path(sys.executable).parent / "surealived"
-CFG = """\
-log log/surealived.log
-logging info
-listen_port 0
-stats_dir log/stats
-lock_sync_file state/ipvsfull.lock
-full_sync_file state/ipvsfull.cfg
-full_reload_file state/ipvsfull.reload
-diff_sync_dir state/diffs
-offline_dump state/offline.dump
-override_dump state/override.dump
-stats_dump state/stats.dump
-notify_dump state/notify.dump
-startup_delay_ms 100
-snapshot_interval 1
-"""
+# The shared project without debug_comm_path and modules_path, snapshotting every second.
+CFG = cfg_text({**PROJECT_KEYS, "debug_comm_path": None, "modules_path": None,
+                "snapshot_interval": "1"})
 VIRTUAL = """
   <virtual name="{name}" addr="192.0.2.{n}" port="80" proto="tcp" sched="wrr" rt="dr">
     <tester proto="tcp" testport="{port}" loopdelay="0.3" timeout="1"/>
@@ -52,13 +38,8 @@ def xml(port: int, dead: int, names=("web",)) -> str:
     return f"<surealived>{body}\n</surealived>\n"
 
 
-def wait(predicate: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait(predicate: Callable[[], object], what: str) -> None:
+    wait_until(predicate, what, seconds=20.0)
 
 
 @pytest.fixture
@@ -69,18 +50,13 @@ def listener() -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+dead_port = free_port
 
 
 def start(root: Path, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     with open(root / "stderr.log", "a") as log:  # the log goes to stderr in the foreground
-        return subprocess.Popen([str(BIN), "-c", str(root / "surealived.cfg"), *args,
-                                 str(root / "s.xml")], cwd=root, env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=log)
+        project = Project(root, dirs=(), xml_name="s.xml")
+        return project.start(*args, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def snapshot_reals(root: Path) -> dict[str, dict[str, str]]:
