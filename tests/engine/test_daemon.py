@@ -8,25 +8,19 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CFG = """maxfd 1024
-logging info
-startup_delay_ms 100
-listen_port 0
-no_sync true
-use_offline_dump false
-gather_stats false
-override_dump {d}/override.dump
-notify_dump {d}/notify.dump
-stats_dump {d}/stats.dump
-offline_dump {d}/offline.dump
-"""
+from tests.daemon_harness import Project
+
+# No log file (the log is read from stderr), nothing synced, dumps in the test's folder.
+KEYS = {"maxfd": "1024", "logging": "info", "startup_delay_ms": "100", "listen_port": "0",
+        "no_sync": "true", "use_offline_dump": "false", "gather_stats": "false",
+        "override_dump": "{d}/override.dump", "notify_dump": "{d}/notify.dump",
+        "stats_dump": "{d}/stats.dump", "offline_dump": "{d}/offline.dump"}
 
 XML = """<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr">
@@ -39,12 +33,13 @@ XML = """<surealived>
 
 
 class Running:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
         self.selector = selectors.DefaultSelector()
         assert proc.stderr is not None
-        os.set_blocking(proc.stderr.fileno(), False)
-        self.selector.register(proc.stderr, selectors.EVENT_READ)
+        self.stderr = proc.stderr.buffer  # read as bytes, without blocking
+        os.set_blocking(self.stderr.fileno(), False)
+        self.selector.register(self.stderr, selectors.EVENT_READ)
         self.buffer = b""
         self.lines: list[str] = []
 
@@ -57,8 +52,7 @@ class Running:
                     return line
             seen = len(self.lines)
             if self.selector.select(0.1):
-                assert self.proc.stderr is not None
-                chunk = self.proc.stderr.read() or b""
+                chunk = self.stderr.read() or b""
                 self.buffer += chunk
                 *complete, self.buffer = self.buffer.split(b"\n")
                 self.lines += [c.decode() for c in complete]
@@ -76,13 +70,10 @@ def listener() -> Iterator[int]:
 
 
 def start(tmp_path: Path, xml: str) -> Running:
-    (tmp_path / "s.cfg").write_text(CFG.format(d=tmp_path))
-    (tmp_path / "t.xml").write_text(xml)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "surealived"), "-c",
-                             str(tmp_path / "s.cfg"), str(tmp_path / "t.xml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return Running(proc)
+    project = Project(tmp_path, dirs=(), cfg_name="s.cfg", xml_name="t.xml")
+    project.write_cfg({k: v.format(d=tmp_path) for k, v in KEYS.items()})
+    project.xml.write_text(xml)
+    return Running(project.start(stdout=subprocess.DEVNULL, PYTHONUNBUFFERED="1"))
 
 
 def test_reload_refuses_a_broken_configuration_and_takes_a_good_one(
