@@ -102,7 +102,7 @@ class Client:
         self.sock.sendall(text.encode())
 
     def response(self) -> list[str]:
-        lines = []
+        lines: list[str] = []
         for raw in self.file:
             line = raw.rstrip("\n")
             if line == END:
