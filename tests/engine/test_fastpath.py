@@ -129,7 +129,7 @@ async def test_a_connect_that_hangs_times_out_as_a_conn_problem() -> None:
         server.close()
     same(generic, fast)
     assert fast[0].reason == "timeout after 0.3s connecting"
-    assert fast[1].total_us >= 300_000
+    assert fast[1].problem == "conn" and fast[1].conn_us == 0 and fast[1].total_us > 0
 
 
 async def test_bindaddr_is_the_source_address() -> None:
