@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from surealived.ipvssync.files import SyncPaths
 from surealived.ipvssync.planner import (
     ADD_DEST,
     ADD_SERVICE,
@@ -26,6 +25,7 @@ from surealived.ipvssync.planner import (
 )
 from surealived.ipvssync.syncer import Settings, Syncer
 from surealived.ipvssync.table import Dest, ServiceKey, Table, make_service
+from tests.ipvssync.sync_folder import Files
 
 A = ServiceKey("tcp", "10.0.0.1", 80)
 B = ServiceKey("udp", "10.0.0.2", 53)
@@ -72,33 +72,6 @@ class FakeKernel:
                 t.set_dest(key, op.dest)
         self.log.append(op)
         return 0
-
-
-class Files:
-    """A folder as surealived writes it: snapshot, lock, reload flag, diffs/."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "diffs").mkdir()
-        (root / "ipvsfull.lock").write_text("")
-        self.paths = SyncPaths.from_dir(str(root))
-        self.current = ""
-
-    def snapshot(self, body: str, epoch: int, reload: bool = True) -> None:
-        diff = self.root / "diffs" / f"diff_sync.{epoch}"
-        if self.current:
-            with open(self.current, "a") as handle:
-                handle.write(f"DIFF file={diff}\n")
-        diff.write_text("")
-        self.current = str(diff)
-        (self.root / "ipvsfull.cfg").write_text(
-            f"meta version=1.0 mdate=2024-01-15 mtime=10:00:00\n\nDIFF file={diff}\n\n{body}")
-        if reload:
-            (self.root / "ipvsfull.reload").write_text("")
-
-    def diff(self, *lines: str) -> None:
-        with open(self.current, "a") as handle:
-            handle.write("".join(line + "\n" for line in lines))
 
 
 BODY = (f"virtual {VA}\nreal rname=r1 raddr=10.1.0.1 rport=80 rweight=10\n"

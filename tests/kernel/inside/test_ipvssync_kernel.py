@@ -17,6 +17,7 @@ from surealived.ipvssync.files import SyncPaths
 from surealived.ipvssync.kernel import Kernel
 from surealived.ipvssync.planner import Op
 from surealived.ipvssync.syncer import Settings, Syncer
+from tests.ipvssync.sync_folder import Files
 
 from .conftest import ipvsadm, listing
 
@@ -37,33 +38,6 @@ class Recording:
     def apply(self, ops):
         self.ops.extend(ops)
         return self.kernel.apply(ops)
-
-
-class Files:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "diffs").mkdir(parents=True)
-        (root / "ipvsfull.lock").write_text("")
-        self.paths = SyncPaths.from_dir(str(root))
-        self.current = ""
-        self.epoch = 1700000000
-
-    def snapshot(self, body: str, reload: bool = True) -> None:
-        self.epoch += 1
-        diff = self.root / "diffs" / f"diff_sync.{self.epoch}"
-        if self.current:
-            with open(self.current, "a") as handle:
-                handle.write(f"DIFF file={diff}\n")
-        diff.write_text("")
-        self.current = str(diff)
-        (self.root / "ipvsfull.cfg").write_text(
-            f"meta version=1.0 mdate=2024-01-15 mtime=10:00:00\n\nDIFF file={diff}\n\n{body}")
-        if reload:
-            (self.root / "ipvsfull.reload").write_text("")
-
-    def diff(self, *lines: str) -> None:
-        with open(self.current, "a") as handle:
-            handle.write("".join(line + "\n" for line in lines))
 
 
 BODY = (f"virtual {VA}\nreal rname=r1 raddr=10.1.0.1 rport=80 rweight=10\n"
