@@ -49,7 +49,7 @@ FTP_SERVER = [("send", b"220 Welcome\r\n"), ("expect", b"\r\n"), ("send", b"331 
               ("expect", b"\r\n"), ("send", b"230 Logged in\r\n")]
 
 
-async def test_rtsp_example(tmp_path: Path) -> None:
+async def test_rtsp_example() -> None:
     script = RTSP_LUA
     reply = b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n"
     async with dialogue_server([("expect", b"\r\n\r\n"), ("send", reply)]) as server:
