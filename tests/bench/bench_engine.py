@@ -8,6 +8,12 @@ The engine runs as in the daemon (scheduler, probes, state) without the other co
 checks/s achieved against what the configuration asks for, CPU µs per check (user + system of
 this whole process), peak RSS, open fds, checks in flight, schedule lag p50/p99, and one JSON
 line.
+
+The C yardstick: ``c_checker.c`` does the original daemon's per-check work (socket, SO_LINGER,
+epoll, connect, the request and status line for http, close) and nothing else. It is compiled
+and run after the engine, in the same namespace against the same nginx, reals and achieved rate,
+so "CPU per check" of the Python engine can be read next to C measured on the same machine at
+the same time (most of it is the kernel's TCP work for both ends of the loopback connection).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,20 +67,21 @@ def build_xml(reals: int, per_virtual: int, tester: str, ports: list[int], loopd
     return "\n".join(parts)
 
 
-def kernel_floor(port: int, count: int = 3000) -> float:
-    """CPU µs of a bare blocking connect + RST close loop against the same nginx: what the
-    kernel alone costs per TCP check on this machine right now (loopback processing of both
-    ends runs in the caller's context). Python's share is what the engine adds to this."""
-    import socket
-    import struct
-
-    linger = struct.pack("ii", 1, 0)
-    before = cpu_seconds()
-    for i in range(count):
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-            sock.connect((address(i % 1000), port))
-    return (cpu_seconds() - before) / count * 1e6
+def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict[str, object]:
+    """Run ``c_checker.c`` (the original's per-check work in C) against the same nginx, reals
+    and rate: the C figure measured on this machine now, next to ours."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return {"c_cpu_us_per_check": None}
+    binary = Path(tempfile.mkdtemp(prefix="sd-bench-")) / "c_checker"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(Path(__file__).with_name("c_checker.c"))],
+                   check=True)
+    out = subprocess.run([str(binary), args.tester, str(args.reals), str(rate),
+                          str(args.seconds), ",".join(map(str, ports))],
+                         check=True, capture_output=True, text=True).stdout
+    shutil.rmtree(binary.parent)
+    figures: dict[str, object] = json.loads(out)
+    return figures
 
 
 def cpu_seconds() -> float:
@@ -158,6 +166,9 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
     parser.add_argument("--nginx-workers", type=int, default=2)
+    parser.add_argument("--no-c-yardstick", dest="c_yardstick", action="store_false",
+                        help="skip tests/bench/c_checker.c (the original's per-check work in C, "
+                             "run at the achieved rate when cc is installed)")
     parser.add_argument("--pin", action="store_true",
                         help="nginx on the last CPU, the engine on the others (as in production, "
                              "where the reals are other machines)")
@@ -194,7 +205,11 @@ def main() -> None:
 
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        result["kernel_floor_us_per_tcp_connect"] = round(kernel_floor(web.port), 1)
+        if args.c_yardstick:
+            result.update(c_yardstick(args, ports, float(str(result["achieved_checks_per_s"]))))
+            ours, theirs = result["cpu_us_per_check"], result["c_cpu_us_per_check"]
+            if isinstance(ours, float) and isinstance(theirs, float) and theirs:
+                result["ratio_to_c"] = round(ours / theirs, 2)
     result["pinned"] = pinned
     for key, value in result.items():
         print(f"{key:>24}: {value}")
