@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from surealived.lua import SCRIPTS, run_script
+from surealived.lua.fast import LuaDriver
 from surealived.tester_api import Attr, Tester
 
 
@@ -32,3 +33,7 @@ class LuaTester(Tester):
         return [("script", script.error)] if script.error else []
 
     check = run_script  # run_script(self, probe): the check loop itself
+
+    def fast_driver(self) -> LuaDriver:
+        """The engine runs Lua checks on its fast path (``surealived/lua/fast.py``)."""
+        return LuaDriver(self)

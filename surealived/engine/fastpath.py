@@ -17,6 +17,11 @@ and closing a socket removes it from the set without another system call. Deadli
 the same timeout start in order, so one deque per timeout value is sorted by deadline, and one
 timer sweeps the expired heads. Results, reasons, timings and problems are those ``run_check``
 gives for the same events (``tests/engine/test_fastpath.py`` runs both against the same servers).
+
+A tester whose conversation is not fixed in advance (a Lua script) offers a driver instead
+(``fast_driver()``): its ``begin(fast, check, spec)`` runs the check on flights of its own, which
+this loop serves through their ``ready(events)`` and ``expire()`` methods, and which may hand the
+rest of the check over to ``run_check`` when it needs more than this path does.
 """
 
 from __future__ import annotations
@@ -59,32 +64,56 @@ class Exchange:
     judge: Callable[[bytes], Result] | None = None
 
 
-def exchange_of(tester: Tester) -> Exchange | None:
-    """The tester's ``Exchange``, unless it has none or a subclass replaced ``check`` (then the
-    offer inherited from the parent no longer describes what the tester does)."""
-    offer = getattr(tester, "fast_exchange", None)
+def _offer(tester: Tester, name: str) -> Any:
+    """What the tester's ``name`` method offers, unless it has none or a subclass replaced
+    ``check`` (then the offer inherited from the parent no longer describes what it does)."""
+    offer = getattr(tester, name, None)
     if offer is None:
         return None
     cls = type(tester)
-    owner = next(c for c in cls.__mro__ if "fast_exchange" in c.__dict__)
+    owner = next(c for c in cls.__mro__ if name in c.__dict__)
     if getattr(cls, "check", None) is not getattr(owner, "check", None):
         return None
-    exchange: Exchange | None = offer()
+    return offer()
+
+
+def exchange_of(tester: Tester) -> Exchange | None:
+    """The tester's ``Exchange`` (``fast_exchange()``), if it offers one."""
+    exchange: Exchange | None = _offer(tester, "fast_exchange")
     return exchange
+
+
+def open_stream(spec: FastSpec) -> tuple[_socket.socket, int]:
+    """A non-blocking TCP socket to the spec's address (closing with an RST, bound to its
+    ``bindaddr``), connecting: the socket and the errno of ``connect_ex``."""
+    # the C socket type: socket.socket's Python layer costs more than it gives here
+    sock = _socket.socket(spec.family, _STREAM)
+    try:
+        sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
+        if spec.bindaddr:
+            if spec.family == socket.AF_INET:
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((spec.bindaddr, 0))
+        return sock, sock.connect_ex(spec.address)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class FastSpec:
     """How one planned check runs on the fast path (built once per configuration)."""
 
-    __slots__ = ("address", "bindaddr", "exchange", "family", "port", "timeout",
-                 "timeout_text")
+    __slots__ = ("address", "bindaddr", "driver", "exchange", "family", "port", "target",
+                 "timeout", "timeout_text")
 
-    def __init__(self, target: Target, exchange: Exchange) -> None:
+    def __init__(self, target: Target, exchange: Exchange | None, driver: Any = None) -> None:
+        self.target = target
         self.family = socket.AF_INET6 if ":" in target.addr else socket.AF_INET
         self.address = (target.addr, target.port)
         self.port = target.port
         self.bindaddr = target.bindaddr or None
         self.exchange = exchange
+        self.driver = driver  # begin(fast, check, spec), when there is no exchange
         self.timeout = target.timeout
         self.timeout_text = f"timeout after {target.timeout:g}s"
 
@@ -95,18 +124,23 @@ class FastSpec:
         if target.bindaddr and (":" in target.bindaddr) != (":" in target.addr):
             return None  # run_check explains the mismatch
         exchange = exchange_of(tester)
-        return None if exchange is None else cls(target, exchange)
+        if exchange is not None:
+            return cls(target, exchange)
+        driver = _offer(tester, "fast_driver")
+        return None if driver is None else cls(target, None, driver)
 
 
 class _Flight:
     """One check on the fast path. ``sock`` is None once it has finished."""
 
-    __slots__ = ("check", "connected", "data", "deadline", "fd", "pending", "received", "sent",
-                 "sock", "spec", "started", "wall")
+    __slots__ = ("check", "connected", "data", "deadline", "exchange", "fd", "pending",
+                 "received", "sent", "sock", "spec", "started", "wall")
 
     def __init__(self, check: Any, spec: FastSpec, sock: _socket.socket, started: float) -> None:
+        assert spec.exchange is not None
         self.check = check
         self.spec = spec
+        self.exchange = spec.exchange
         self.sock: _socket.socket | None = sock
         self.fd = sock.fileno()
         self.started = started
@@ -129,7 +163,8 @@ class FastPath:
         self.loop = loop
         self.finish = finish
         self.epoll = select.epoll()
-        self.flights: dict[int, _Flight] = {}  # by fd
+        self.flights: dict[int, Any] = {}  # by fd: ours (_Flight) and drivers'
+        self.tasks: set[asyncio.Task[None]] = set()  # checks drivers handed to run_check
         self.deadlines: dict[float, deque[_Flight]] = {}  # by timeout, each sorted
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -138,38 +173,40 @@ class FastPath:
     def start(self, check: Any, spec: FastSpec) -> None:
         """Start a check. Its verdict always comes from a later callback (never from inside
         ``start``: the engine starts waiting checks from verdicts and must not recurse)."""
+        if spec.driver is not None:
+            spec.driver.begin(self, check, spec)
+            return
         started = time.monotonic()
         try:
-            # the C socket type: socket.socket's Python layer costs more than it gives here
-            sock = _socket.socket(spec.family, _STREAM)
+            sock, err = open_stream(spec)
         except OSError as exc:
             failed = Result.down(describe_oserror("connecting", exc))
             self.loop.call_soon(self.finish, check, failed, CheckTiming(started=time.time()))
             return
         flight = _Flight(check, spec, sock, started)
-        self.flights[flight.fd] = flight
-        try:
-            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
-            if spec.bindaddr:
-                if spec.family == socket.AF_INET:
-                    sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                sock.bind((spec.bindaddr, 0))
-            err = sock.connect_ex(spec.address)
-        except OSError as exc:
-            failed = Result.down(describe_oserror("connecting", exc))
-            self.loop.call_soon(self._done, flight, failed)
-            return
         if err and err != errno.EINPROGRESS:
+            self.flights[flight.fd] = flight
             self.loop.call_soon(self._connect_failed, flight, err)
             return
+        # connected at once or not: registering reports the writable socket in a later callback
+        self.watch(flight)
+
+    def watch(self, flight: Any) -> None:
+        """Serve a flight's socket (``flight.fd``) until it closes, and expire it at
+        ``flight.deadline`` (a driver's flight too: it has ``spec`` and ``sock`` as ours)."""
+        self.flights[flight.fd] = flight
         self.epoll.register(flight.fd, _EVENTS)
-        queue = self.deadlines.get(spec.timeout)
+        queue = self.deadlines.get(flight.spec.timeout)
         if queue is None:
-            queue = self.deadlines[spec.timeout] = deque()
+            queue = self.deadlines[flight.spec.timeout] = deque()
         queue.append(flight)
         if self.timer is None or flight.deadline < self.timer_at:
-            self._arm(flight.deadline, started)
-        # connected at once or not: registering reports the writable socket in a later callback
+            self._arm(flight.deadline, time.monotonic())
+
+    def forget(self, flight: Any) -> None:
+        """Stop serving a driver's flight whose socket goes elsewhere (or is closed next)."""
+        del self.flights[flight.fd]
+        self.epoll.unregister(flight.fd)
 
     # -- events ---------------------------------------------------------------------------
     def _on_ready(self) -> None:
@@ -179,7 +216,9 @@ class FastPath:
             if flight is None:
                 continue
             try:
-                if not flight.connected:
+                if type(flight) is not _Flight:
+                    flight.ready(events)
+                elif not flight.connected:
                     if events & select.EPOLLERR:
                         assert flight.sock is not None
                         err = flight.sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
@@ -193,12 +232,14 @@ class FastPath:
                     self._receive(flight)
             except Exception:  # a bug past the tester (a listener): keep serving the others
                 log.exception("Fast check of %s failed", flight.spec.address)
-                if flight.sock is not None:
+                if type(flight) is not _Flight:
+                    flight.fail("internal error")
+                elif flight.sock is not None:
                     self._done(flight, Result.down("internal error"))
 
     def _connected(self, flight: _Flight, events: int) -> None:
         flight.connected = time.monotonic()
-        exchange = flight.spec.exchange
+        exchange = flight.exchange
         if exchange.request:
             flight.pending = exchange.request
             self._send(flight, events)
@@ -225,8 +266,8 @@ class FastPath:
         flight.pending = flight.pending[n:]
         if flight.pending:
             return
-        flight.sent = len(flight.spec.exchange.request)
-        if not flight.spec.exchange.reply_size:
+        flight.sent = len(flight.exchange.request)
+        if not flight.exchange.reply_size:
             self._judge(flight, b"")
         elif events & select.EPOLLIN:  # edge-triggered: that edge will not come again
             self._receive(flight)
@@ -234,7 +275,7 @@ class FastPath:
     def _receive(self, flight: _Flight) -> None:
         sock = flight.sock
         assert sock is not None
-        exchange = flight.spec.exchange
+        exchange = flight.exchange
         while True:
             try:
                 chunk = sock.recv(_CHUNK)
@@ -256,7 +297,7 @@ class FastPath:
                 return
 
     def _judge(self, flight: _Flight, reply: bytes) -> None:
-        judge = flight.spec.exchange.judge
+        judge = flight.exchange.judge
         if judge is None:
             self._done(flight, _UP)
             return
@@ -292,14 +333,17 @@ class FastPath:
         if soonest and (self.timer is None or soonest < self.timer_at):
             self._arm(soonest, now)
 
-    def _expire(self, flight: _Flight) -> None:
+    def _expire(self, flight: Any) -> None:
+        if type(flight) is not _Flight:
+            flight.expire()
+            return
         spec = flight.spec
         if not flight.connected:
             step, problem = "connecting", ("conn" if spec.port else None)
         elif flight.pending:
             step, problem = "sending", None
         else:
-            step, problem = f"waiting for {spec.exchange.what}", None
+            step, problem = f"waiting for {flight.exchange.what}", None
         self._done(flight, Result.down(f"{spec.timeout_text} {step}"), problem)
 
     # -- the end of a check ---------------------------------------------------------------
@@ -327,8 +371,12 @@ class FastPath:
             self.timer.cancel()
             self.timer = None
         self.loop.remove_reader(self.epoll.fileno())
+        for task in self.tasks:
+            task.cancel()
         for flight in self.flights.values():
-            if flight.sock is not None:
+            if type(flight) is not _Flight:
+                flight.drop()
+            elif flight.sock is not None:
                 flight.sock.close()
                 flight.sock = None
         self.flights.clear()

@@ -24,7 +24,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -411,16 +411,25 @@ def _seconds(value: float) -> str:
 
 
 async def run_check(tester: Tester, target: Target, settings: Mapping[str, Any] | None = None,
-                    *, transcript: Transcript | None = None) -> tuple[Result, CheckTiming]:
+                    *, transcript: Transcript | None = None,
+                    rest: Callable[[CheckProbe], Awaitable[Result]] | None = None,
+                    probe: CheckProbe | None = None, wall: float | None = None
+                    ) -> tuple[Result, CheckTiming]:
     """Run one check of ``tester`` against ``target`` under its deadline; never raises (but
-    for cancellation)."""
-    probe = CheckProbe(target, tester.settings if settings is None else settings, transcript)
-    timing = CheckTiming(started=time.time())
+    for cancellation).
+
+    ``rest``, ``probe`` and ``wall``: the rest of a check the fast path began (its probe, holding
+    the connection made so far, its start time and wall clock); ``rest(probe)`` runs in place of
+    ``tester.check(probe)``, within what is left of the deadline."""
+    if probe is None:
+        probe = CheckProbe(target, tester.settings if settings is None else settings, transcript)
+    timing = CheckTiming(started=time.time() if wall is None else wall)
+    body = tester.check if rest is None else rest
     problem: str | None = None
     try:
         try:
-            async with asyncio.timeout(target.timeout):
-                result = await tester.check(probe)
+            async with asyncio.timeout(target.timeout - (time.monotonic() - probe.started)):
+                result = await body(probe)
         except TimeoutError:
             result = Result.down(f"timeout after {_seconds(target.timeout)} {probe.step}")
             if probe.connected is None and target.port and tester.transport != "exec":

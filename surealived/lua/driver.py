@@ -339,12 +339,19 @@ class Session:
 
     async def log(self, request: tuple[Any, ...]) -> Any:
         _, level, message = request
-        text = message.decode("utf-8", "replace")
-        name = level.decode()
-        log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", self.script.name,
-                self.target.rname, self.target.addr, text)
-        self.probe.note(f"lua {name}: {text}")
+        log_line(self.script, self.target, level, message, self.probe)
         return None
+
+
+def log_line(script: Script, target: Target, level: bytes, message: bytes,
+             probe: Probe | None = None) -> None:
+    """A line of ``sd.log``/``print`` in the log (and the probe's transcript)."""
+    text = message.decode("utf-8", "replace")
+    name = level.decode()
+    log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", script.name, target.rname,
+            target.addr, text)
+    if probe is not None:
+        probe.note(f"lua {name}: {text}")
 
 
 async def _timed(job: Awaitable[Any], ms: float) -> Any:
@@ -414,26 +421,26 @@ def _script_error(script: Script, text: str) -> Result:
     return Result.down(f"lua: {text}")
 
 
-async def _error_ended(session: Session, exc: LuaError) -> Result:
+def error_ended(script: Script, target: Target, exc: LuaError,
+                probe: Probe | None = None) -> Result:
     """The check raised: log what it printed before, then fail with the error's first line."""
-    logs = list(session.script.runtime.drain().values())
+    logs = list(script.runtime.drain().values())
     for level, message in zip(logs[::2], logs[1::2], strict=False):
-        await session.log((LOG, level, message))
+        log_line(script, target, level, message, probe)
     if isinstance(exc, LuaMemoryError):
-        return _script_error(session.script, MEMORY)
+        return _script_error(script, MEMORY)
     text = str(exc).splitlines()[0] if str(exc) else "error object is not a string"
-    return _script_error(session.script, text)
+    return _script_error(script, text)
 
 
 _args_cache: dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]] = {}
 
 
-def check_args(script: Script, probe: Probe) -> tuple[Any, ...]:
+def check_args(script: Script, t: Target, settings: Any) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
     budget and a Lua table of the target's fields, made once per target (the engine reuses
     them) in the script's runtime (the factory is the runtime's: a check of another script
     makes its own)."""
-    t, settings = probe.target, probe.settings
     factory, budget = script.factory, script.limits.instructions
     cached = _args_cache.get(id(t))
     if (cached is not None and cached[0] is t and cached[1] is settings
@@ -454,39 +461,56 @@ class HasScript(Protocol):
     script: Script
 
 
-async def run_script(owner: HasScript, probe: Probe) -> Result:
-    """One check of ``owner.script`` against the probe's target, on an idle thread of its
-    runtime (a new one when none is idle). ``LuaTester.check`` is this function itself: no
-    frame of its own between the engine and this loop, which every resume goes through."""
-    script = owner.script
+def take_thread(script: Script, target: Target, settings: Any) -> tuple[Any, Any] | Result:
+    """A check thread for one check of ``script`` and the first value to resume it with (an idle
+    thread of the runtime, or a new one); or the verdict when the script cannot run. The caller
+    owns one count of ``script.running`` from here and hands it to ``drive``."""
     if not script.running or monotonic() - script.looked >= SHARED_LOOK:
         script.refresh_for_check()
     if script.factory is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime
     try:
-        args = check_args(script, probe)
+        args = check_args(script, target, settings)
     except LuaError:  # no memory left in the runtime for the target's table
         return _script_error(script, MEMORY)
+    script.running += 1
     idle = runtime.idle
-    reply: Any
     if idle:
-        co = idle.pop()
-        reply = args
-    else:
-        co = runtime.worker.coroutine(*args)
-        reply = None
+        return idle.pop(), args
+    return runtime.worker.coroutine(*args), None
+
+
+async def run_script(owner: HasScript, probe: Probe) -> Result:
+    """One check of ``owner.script`` against the probe's target, on an idle thread of its
+    runtime (a new one when none is idle). ``LuaTester.check`` is this function."""
+    taken = take_thread(owner.script, probe.target, probe.settings)
+    if isinstance(taken, Result):
+        return taken
+    co, reply = taken
+    return await drive(owner.script, probe, co, reply, {})
+
+
+async def drive(script: Script, probe: Probe, co: Any, reply: Any, slots: dict[int, Slot],
+                request: tuple[Any, ...] | None = None) -> Result:
+    """Resume ``co`` with ``reply`` and serve its requests until it is done; or, with
+    ``request``, begin by serving that one (a check the fast path handed over, its sockets in
+    ``slots``). Gives back the thread to the idle ones when it ends well, and the count of
+    ``script.running`` in any case."""
+    idle = script.runtime.idle
     send = co.send
-    slots: dict[int, Slot] = {}
     session: Session | None = None  # made when a request needs more than the loop below
     target = probe.target
-    script.running += 1
+    pending, request = request, None
     try:
         while True:
-            try:
-                request = send(reply)
-            except LuaError as exc:
-                return await _error_ended(Session(script, probe, slots), exc)
+            if pending is None:
+                try:
+                    request = send(reply)
+                except LuaError as exc:
+                    return error_ended(script, target, exc, probe)
+            else:  # the handed-over request
+                request, pending = pending, None
             code = request[0] if type(request) is tuple else -1
             if code == DONE:
                 if len(idle) < IDLE_THREADS:

@@ -23,7 +23,7 @@ from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
 log = logging.getLogger("surealived")
 
 MAX_SCRIPT_BYTES = 1 << 20
-SHARED_LOOK = 0.001  # seconds: overlapping checks share a look at the file this recent
+SHARED_LOOK = 0.01  # seconds: overlapping checks share a look at the file this recent
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,14 @@ def address(i: int) -> str:
     return f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
+# The http tester's naive exchange, written as a Lua tester (as in bench_lua.py)
+LUA_SCRIPT = ROOT / "tests" / "bench" / "http_status.lua"
+
+
 def build_xml(reals: int, per_virtual: int, tester: str, ports: list[int], loopdelay: float,
               timeout: float) -> str:
-    extra = ' url="/health" host="bench.example.test"' if tester == "http" else ""
+    extra = {"http": ' url="/health" host="bench.example.test"',
+             "lua": f' script="{LUA_SCRIPT}"'}.get(tester, "")
     parts = ["<surealived>"]
     for v, first in enumerate(range(0, reals, per_virtual)):
         parts.append(f'<virtual name="v{v}" addr="10.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" '
@@ -76,8 +81,9 @@ def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict
     binary = Path(tempfile.mkdtemp(prefix="sd-bench-")) / "c_checker"
     subprocess.run([cc, "-O2", "-o", str(binary), str(Path(__file__).with_name("c_checker.c"))],
                    check=True)
-    out = subprocess.run([str(binary), args.tester, str(args.reals), str(rate),
-                          str(args.seconds), ",".join(map(str, ports))],
+    kind = "tcp" if args.tester == "tcp" else "http"  # lua does the http exchange
+    out = subprocess.run([str(binary), kind, str(args.reals), str(rate), str(args.seconds),
+                          ",".join(map(str, ports))],
                          check=True, capture_output=True, text=True).stdout
     shutil.rmtree(binary.parent)
     figures: dict[str, object] = json.loads(out)
@@ -141,6 +147,8 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
         # the loop went to sleep / another process took the CPU (a loaded machine)
         "wakeups_per_check": round(wakeups / done, 3) if done else None,
         "preempted_per_check": round(preempted / done, 3) if done else None,
+        "page_faults_per_check": round((usage.ru_minflt - usage0.ru_minflt) / done, 3)
+        if done else None,
         "on_schedule": round(1 - late / started, 4) if started else None,
         "schedule_lag_p50_ms": round(p50, 2), "schedule_lag_p99_ms": round(p99, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -154,7 +162,8 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reals", type=int, default=5000)
-    parser.add_argument("--tester", choices=("tcp", "http"), default="tcp")
+    parser.add_argument("--tester", choices=("tcp", "http", "lua"), default="tcp",
+                        help="lua: tests/bench/http_status.lua, the http tester's exchange")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--loopdelay", type=float, default=0.5)

@@ -1,0 +1,381 @@
+"""Lua checks on the engine's fast path: the check thread resumed from epoll callbacks.
+
+Why: through ``run_check`` a Lua check pays for a task, a probe, a timeout scope and a future per
+wait, on top of the Lua it runs; the http tester's naive check pays for none of these (it runs on
+the fast path). Most scripts are "connect to the test port, send, read a line or N bytes,
+judge", so those requests are served here, from the readiness callbacks, as the original C
+daemon drove its Lua scripts from its epoll loop.
+
+How: ``LuaDriver.begin`` takes a check thread (``driver.take_thread``) and resumes it. The
+requests served here are connecting socket 1..16 to the real's test port (the first connect of
+the check), sending, reading N bytes or a line, closing, ``sd.now()`` and the verdict, all
+without a socket timeout of their own. The first request of any other kind (a timeout set with
+``settimeout``, TLS, another port or socket, UDP, ``sd.sleep``, ``sd.log``, ``receiveuntil``...)
+hands the check over, with its connection, buffered bytes and counters, to ``run_check`` and
+the generic driver (``driver.drive``), which serves that request and the rest within what is left
+of the check's deadline. Replies and errors are those of the generic driver for the same events
+(``tests/lua/test_fast.py`` runs the same scripts both ways).
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import select
+import socket
+import time
+from typing import Any
+
+from ..engine.buffer import ReceiveBuffer
+from ..engine.fastpath import FastPath, FastSpec, open_stream
+from ..engine.probe import CheckProbe, TcpConnection, describe_oserror, run_check
+from ..engine.state import CheckTiming
+from ..tester_api import ProbeError, Result
+from .driver import (
+    CLOSE,
+    CONNECT,
+    DONE,
+    EXACT_LIMIT,
+    IDLE_THREADS,
+    LINE_LIMIT,
+    MAX_SOCKETS,
+    NOW,
+    RECV_EXACTLY,
+    RECV_LINE,
+    SEND,
+    HasScript,
+    Slot,
+    _result,
+    _strerror,
+    drive,
+    error_ended,
+    take_thread,
+)
+from .runtime import LuaError
+
+_CHUNK = 65536
+_IN, _OUT, _ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR
+_READABLE = _IN | _ERR | select.EPOLLHUP | select.EPOLLRDHUP
+_WAIT = object()  # a request waits for the socket
+_AGAIN = object()  # the socket has nothing more now
+_CLOSED = (None, b"closed", None)
+
+
+class LuaDriver:
+    """What ``LuaTester.fast_driver()`` offers the engine's fast path."""
+
+    __slots__ = ("tester",)
+
+    def __init__(self, tester: HasScript) -> None:
+        self.tester = tester
+
+    def begin(self, fast: FastPath, check: Any, spec: FastSpec) -> None:
+        LuaFlight(fast, check, spec, self.tester).begin()
+
+
+class LuaFlight:
+    """One Lua check on the fast path, from its first resume to its verdict or hand-over."""
+
+    __slots__ = ("buffer", "check", "co", "connected", "deadline", "eof", "fast", "fd",
+                 "readable", "received", "sent", "sid", "sock", "spec", "started", "starting",
+                 "step", "tester", "unsent", "wait", "wall")
+
+    def __init__(self, fast: FastPath, check: Any, spec: FastSpec, tester: HasScript) -> None:
+        self.fast = fast
+        self.check = check
+        self.spec = spec
+        self.tester = tester
+        self.started = time.monotonic()
+        self.wall = time.time()
+        self.deadline = self.started + spec.timeout
+        self.co: Any = None
+        self.sock: _socket.socket | None = None
+        self.fd = -1
+        self.sid = 0  # the Lua socket id connected here
+        self.connected = 0.0
+        self.buffer = ReceiveBuffer()
+        self.eof = False
+        self.readable = False  # an EPOLLIN edge came since the last read found nothing
+        self.unsent = b""
+        self.wait: tuple[Any, ...] | None = None  # the request waiting for the socket
+        self.sent = self.received = 0
+        self.step = "starting"
+        self.starting = True  # inside FastPath.start: a verdict now must wait for a callback
+
+    # -- the check thread ----------------------------------------------------------------
+    def begin(self) -> None:
+        taken = take_thread(self.tester.script, self.spec.target, self.check.settings)
+        if isinstance(taken, Result):
+            self.fast.loop.call_soon(self.fast.finish, self.check, taken,
+                                     CheckTiming(started=self.wall))
+            return
+        self.co, reply = taken
+        self.advance(reply)
+        self.starting = False
+
+    def advance(self, reply: Any) -> None:
+        """Resume the thread with ``reply`` and serve its requests until one must wait for the
+        socket, the check ends, or a request needs the generic driver."""
+        send = self.co.send
+        while True:
+            try:
+                request = send(reply)
+            except LuaError as exc:
+                self.end(error_ended(self.tester.script, self.spec.target, exc), False)
+                return
+            code = request[0] if type(request) is tuple else -1
+            if code == DONE:
+                self.end(_result(self.tester.script, request), True)
+                return
+            if code == NOW:
+                reply = time.time()
+            elif code == CONNECT and not self.sid and self.plain_connect(request):
+                reply = self.connect(request[1])
+            elif not self.sid or code == CONNECT or request[1] != self.sid:
+                self.hand_over(request)  # not the socket served here
+                return
+            elif code == CLOSE:
+                reply = _CLOSED if self.sock is None else 1
+                self.close_socket()
+            elif code not in (SEND, RECV_EXACTLY, RECV_LINE) or request[3]:
+                self.hand_over(request)  # a socket timeout, or another kind of request
+                return
+            elif self.sock is None:
+                reply = _CLOSED
+            elif code == SEND:
+                reply = self.send(request[2])
+            elif code == RECV_LINE or request[2] <= EXACT_LIMIT:
+                reply = self.receive(request)
+            else:
+                self.hand_over(request)  # the generic driver's "size too large"
+                return
+            if reply is _WAIT:
+                return
+
+    def plain_connect(self, request: tuple[Any, ...]) -> bool:
+        """``connect(t.addr, t.port)`` without a timeout or a bound address of its own."""
+        _, sid, host, port, ms = request
+        return (host is False and port == self.spec.port and not ms and type(sid) is int
+                and 0 < sid <= MAX_SOCKETS)
+
+    # -- requests ------------------------------------------------------------------------
+    def connect(self, sid: int) -> Any:
+        self.sid = sid
+        self.step = "connecting"
+        try:
+            sock, err = open_stream(self.spec)
+        except OSError as exc:
+            return None, _strerror(exc).encode(), None
+        if err and err != errno.EINPROGRESS:
+            sock.close()
+            return None, self.connect_error(err), None
+        self.sock, self.fd = sock, sock.fileno()
+        self.wait = (CONNECT,)
+        self.fast.watch(self)  # the writable edge (now or later) says how the connect went
+        return _WAIT
+
+    @staticmethod
+    def connect_error(err: int) -> bytes:
+        text = describe_oserror("connect", OSError(err, os.strerror(err)))
+        return text.removeprefix("connect: ").encode()
+
+    def send(self, data: bytes) -> Any:
+        sock = self.sock
+        assert sock is not None
+        self.step = "sending"
+        try:
+            n = sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self.close_socket()
+            return None, _strerror(exc).encode(), None
+        self.sent += n
+        if n < len(data):
+            self.unsent = data[n:]
+            self.wait = (SEND, len(data))
+            return _WAIT
+        return len(data)
+
+    def receive(self, request: tuple[Any, ...]) -> Any:
+        """The piece ``request`` asks for, from the buffer and what the socket has; or _WAIT
+        (then ``wait`` is the request)."""
+        code, _, n, _ = request
+        buffer = self.buffer
+        exactly = code == RECV_EXACTLY
+        if exactly:
+            n = int(n)
+            self.step = f"waiting for {n} bytes"
+        else:
+            self.step = "waiting for a line"
+        while True:
+            try:
+                piece = (buffer.maybe_extract_exactly(n) if exactly
+                         else buffer.maybe_extract_line(LINE_LIMIT))
+            except ProbeError as exc:  # a line longer than the limit
+                self.close_socket()
+                return None, _strerror(exc).encode(), None
+            if piece is not None:
+                return piece
+            if self.eof:
+                rest = buffer.extract_rest()
+                self.close_socket()
+                return None, b"closed", rest
+            got = self.fill()
+            if got is _AGAIN:
+                self.wait = request
+                return _WAIT
+            if got is not None:
+                return got
+
+    def fill(self) -> Any:
+        """One chunk from the socket into the buffer: None, _AGAIN, or the error's reply."""
+        sock = self.sock
+        assert sock is not None
+        if not self.readable:  # edge-triggered: nothing came since the socket said "empty"
+            return _AGAIN
+        try:
+            chunk = sock.recv(_CHUNK)
+        except BlockingIOError:
+            self.readable = False
+            return _AGAIN
+        except OSError as exc:
+            self.close_socket()
+            return None, _strerror(exc).encode(), None
+        if chunk:
+            self.received += len(chunk)
+            self.buffer.feed(chunk)
+        else:
+            self.eof = True
+        return None
+
+    # -- events from the fast path -------------------------------------------------------
+    def ready(self, events: int) -> None:
+        if events & _READABLE:
+            self.readable = True
+        wait = self.wait
+        if wait is None or self.sock is None:
+            return  # nothing waits: the next request reads what came
+        code = wait[0]
+        if code == CONNECT:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if events & _ERR else 0
+            if not err and not events & _OUT:
+                return
+            self.wait = None
+            if err:
+                self.close_socket()
+                self.advance((None, self.connect_error(err), None))
+                return
+            self.connected = time.monotonic()
+            self.advance(1)
+        elif code == SEND:
+            if not events & (_OUT | _ERR):
+                return
+            self.wait = None
+            pending, self.unsent = self.unsent, b""
+            reply = self.send(pending)
+            if reply is _WAIT:
+                return
+            self.advance(wait[1] if type(reply) is int else reply)
+        elif events & _READABLE:
+            self.wait = None
+            reply = self.receive(wait)
+            if reply is not _WAIT:
+                self.advance(reply)
+
+    def expire(self) -> None:
+        """The check's deadline passed while it waited for the socket."""
+        if self.sock is None:
+            return
+        problem = "conn" if not self.connected and self.spec.port else None
+        self.close_socket()
+        self.drop()
+        self.finish(Result.down(f"{self.spec.timeout_text} {self.step}"), problem)
+
+    def fail(self, reason: str) -> None:
+        """A bug past the script (the fast path logged it): down, the thread not reused."""
+        self.close_socket()
+        if self.co is not None:  # else the check has ended or was handed over
+            self.drop()
+            self.finish(Result.down(reason))
+
+    def drop(self) -> None:
+        """Abandon the check thread (it is never reused) and the check's count."""
+        if self.co is not None:
+            self.co = None
+            self.tester.script.running -= 1
+
+    # -- the end -------------------------------------------------------------------------
+    def close_socket(self) -> None:
+        """Close the socket if open (a connect in progress too)."""
+        sock = self.sock
+        if sock is not None:
+            self.sock = None
+            self.wait = None
+            del self.fast.flights[self.fd]
+            sock.close()  # also leaves the epoll set
+
+    def end(self, result: Result, reuse: bool) -> None:
+        script = self.tester.script
+        idle = script.runtime.idle
+        if reuse and len(idle) < IDLE_THREADS:
+            idle.append(self.co)
+        self.co = None
+        script.running -= 1
+        self.close_socket()
+        if self.starting:
+            self.fast.loop.call_soon(self.finish, result)
+        else:
+            self.finish(result)
+
+    def finish(self, result: Result, problem: str | None = None) -> None:
+        ended = time.monotonic()
+        total = int((ended - self.started) * 1e6)
+        if self.connected:
+            conn = int((self.connected - self.started) * 1e6)
+            resp = int((ended - self.connected) * 1e6)
+        else:
+            conn, resp = 0, total
+        self.fast.finish(self.check, result,
+                         CheckTiming(self.wall, conn, resp, total, problem, self.sent,
+                                     self.received))
+
+    def hand_over(self, request: tuple[Any, ...]) -> None:
+        """Let ``run_check`` and the generic driver serve ``request`` and the rest."""
+        fast, spec = self.fast, self.spec
+        probe = CheckProbe(spec.target, self.check.settings, None, fast.loop)
+        probe.started, probe.step = self.started, self.step
+        probe.connected = self.connected or None
+        slots: dict[int, Slot] = {}
+        counted = (self.sent, self.received)  # by run_check unless the socket goes with it
+        if self.sid:
+            slot = slots[self.sid] = Slot()
+            if self.sock is not None:
+                assert self.wait is None  # only a resumed thread asks for a hand-over
+                fast.forget(self)
+                raw, self.sock = self.sock, None
+                sock = socket.socket(spec.family, socket.SOCK_STREAM, fileno=raw.detach())
+                conn = TcpConnection(probe, sock)
+                conn.bytes_sent, conn.bytes_received = counted
+                conn._buffer, conn._eof = self.buffer, self.eof
+                probe.open.append(conn)
+                slot.conn = conn
+                counted = (0, 0)
+        co, self.co = self.co, None
+        script = self.tester.script
+
+        async def rest(probe: Any) -> Result:
+            return await drive(script, probe, co, None, slots, request)
+
+        async def run() -> None:
+            result, timing = await run_check(self.check.tester, spec.target,
+                                             self.check.settings, rest=rest, probe=probe,
+                                             wall=self.wall)
+            timing.bytes_sent += counted[0]
+            timing.bytes_received += counted[1]
+            fast.finish(self.check, result, timing)
+
+        task = fast.loop.create_task(run())
+        fast.tasks.add(task)
+        task.add_done_callback(fast.tasks.discard)
