@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import logging
 import os
 import select
 import socket
@@ -54,6 +55,7 @@ from .driver import (
 )
 from .runtime import LuaError
 
+log = logging.getLogger("surealived")
 _CHUNK = 65536
 _IN, _OUT, _ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR
 _READABLE = _IN | _ERR | select.EPOLLHUP | select.EPOLLRDHUP
@@ -71,13 +73,18 @@ class LuaDriver:
         self.tester = tester
 
     def begin(self, fast: FastPath, check: Any, spec: FastSpec) -> None:
-        LuaFlight(fast, check, spec, self.tester).begin()
+        flight = LuaFlight(fast, check, spec, self.tester)
+        try:
+            flight.begin()
+        except Exception:  # a bug past the script: this check fails, the others go on
+            log.exception("Lua check of %s failed", spec.address)
+            flight.fail("internal error")
 
 
 class LuaFlight:
     """One Lua check on the fast path, from its first resume to its verdict or hand-over."""
 
-    __slots__ = ("buffer", "check", "co", "connected", "deadline", "eof", "fast", "fd",
+    __slots__ = ("buffer", "check", "co", "connected", "deadline", "eof", "fast", "fd", "over",
                  "readable", "received", "sent", "sid", "sock", "spec", "started", "starting",
                  "step", "tester", "unsent", "wait", "wall")
 
@@ -102,13 +109,13 @@ class LuaFlight:
         self.sent = self.received = 0
         self.step = "starting"
         self.starting = True  # inside FastPath.start: a verdict now must wait for a callback
+        self.over = False  # the verdict is given, or the check went to run_check
 
     # -- the check thread ----------------------------------------------------------------
     def begin(self) -> None:
         taken = take_thread(self.tester.script, self.spec.target, self.check.settings)
         if isinstance(taken, Result):
-            self.fast.loop.call_soon(self.fast.finish, self.check, taken,
-                                     CheckTiming(started=self.wall))
+            self.finish(taken)
             return
         self.co, reply = taken
         self.advance(reply)
@@ -180,7 +187,9 @@ class LuaFlight:
         text = describe_oserror("connect", OSError(err, os.strerror(err)))
         return text.removeprefix("connect: ").encode()
 
-    def send(self, data: bytes) -> Any:
+    def send(self, data: bytes, total: int = 0) -> Any:
+        """Send ``data`` (the rest of ``total`` bytes when resuming a partial send)."""
+        total = total or len(data)
         sock = self.sock
         assert sock is not None
         self.step = "sending"
@@ -194,9 +203,9 @@ class LuaFlight:
         self.sent += n
         if n < len(data):
             self.unsent = data[n:]
-            self.wait = (SEND, len(data))
+            self.wait = (SEND, total)
             return _WAIT
-        return len(data)
+        return total
 
     def receive(self, request: tuple[Any, ...]) -> Any:
         """The piece ``request`` asks for, from the buffer and what the socket has; or _WAIT
@@ -274,10 +283,9 @@ class LuaFlight:
                 return
             self.wait = None
             pending, self.unsent = self.unsent, b""
-            reply = self.send(pending)
-            if reply is _WAIT:
-                return
-            self.advance(wait[1] if type(reply) is int else reply)
+            reply = self.send(pending, wait[1])
+            if reply is not _WAIT:
+                self.advance(reply)
         elif events & _READABLE:
             self.wait = None
             reply = self.receive(wait)
@@ -294,10 +302,10 @@ class LuaFlight:
         self.finish(Result.down(f"{self.spec.timeout_text} {self.step}"), problem)
 
     def fail(self, reason: str) -> None:
-        """A bug past the script (the fast path logged it): down, the thread not reused."""
+        """A bug past the script (logged): down, the thread not reused."""
         self.close_socket()
-        if self.co is not None:  # else the check has ended or was handed over
-            self.drop()
+        self.drop()
+        if not self.over:
             self.finish(Result.down(reason))
 
     def drop(self) -> None:
@@ -324,12 +332,14 @@ class LuaFlight:
         self.co = None
         script.running -= 1
         self.close_socket()
-        if self.starting:
-            self.fast.loop.call_soon(self.finish, result)
-        else:
-            self.finish(result)
+        self.finish(result)
 
     def finish(self, result: Result, problem: str | None = None) -> None:
+        self.over = True
+        if self.starting:  # the engine must not get a verdict from inside FastPath.start
+            self.starting = False
+            self.fast.loop.call_soon(self.finish, result, problem)
+            return
         ended = time.monotonic()
         total = int((ended - self.started) * 1e6)
         if self.connected:
@@ -363,6 +373,7 @@ class LuaFlight:
                 slot.conn = conn
                 counted = (0, 0)
         co, self.co = self.co, None
+        self.over = True
         script = self.tester.script
 
         async def rest(probe: Any) -> Result:

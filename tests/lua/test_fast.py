@@ -232,6 +232,24 @@ async def test_what_the_fast_path_hands_over_goes_on_the_same(tmp_path: Path,
     assert open_fds() - before == set()
 
 
+async def test_a_send_larger_than_the_socket_buffer_waits_and_counts_it_all(
+        tmp_path: Path) -> None:
+    size = 8 << 20
+    script = write_script(tmp_path, f"""function check(t)
+        local s = sd.tcp(); assert(s:connect(t.addr, t.port))
+        local n, err = s:send(string.rep("x", {size}))
+        return false, tostring(n) .. " " .. tostring(err) .. " " .. s:receive("*l") end""")
+    async with dialogue_server([("read", size), ("send", b"got it\r\n")]) as dialogue:
+        generic, fast = await both(script, target(dialogue.port, timeout=10))
+    assert same(generic, fast).reason == f"{size} nil got it"
+    assert fast[1].bytes_sent == size
+
+
+async def test_a_script_that_does_not_compile_fails_its_checks(tmp_path: Path) -> None:
+    generic, fast = await both(write_script(tmp_path, "function check(t"), target(1))
+    assert same(generic, fast).reason.startswith("lua: ")
+
+
 async def test_ssl_and_transcripts_keep_to_run_check(tmp_path: Path) -> None:
     tester, _ = lua_tester(write_script(tmp_path, STATUS))
     assert FastSpec.of(tester, target(1, ssl=True)) is None
