@@ -97,7 +97,7 @@ def cpu_seconds() -> float:
 
 async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
     from surealived.engine import heap
-    from surealived.engine.scheduler import Engine
+    from surealived.engine.scheduler import Engine, plan_batches
     from surealived.engine.state import DaemonState
     from surealived.maincfg import MainConfig
     from surealived.registry import load_testers
@@ -135,7 +135,11 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     check_p50 = durations[len(durations) // 2] / 1000 if durations else 0.0
     check_p99 = durations[len(durations) * 99 // 100] / 1000 if durations else 0.0
     await engine.stop()
-    period = args.loopdelay + args.startup_delay_ms / 1000.0
+    # a round: its starts spread up to the last batch's offset, then loopdelay after the last
+    # verdict (the time the checks themselves take is left out: the figure is a ceiling)
+    spread = plan_batches(min(args.per_virtual, args.reals), args.startup_delay_ms,
+                          maincfg.loop_interval_ms)[-1][0]
+    period = spread + args.loopdelay
     return {
         "tester": args.tester, "reals": args.reals, "loop": args.loop,
         "scheduled_checks_per_s": round(args.reals / period),
