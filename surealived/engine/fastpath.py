@@ -165,7 +165,7 @@ class FastPath:
         self.epoll = select.epoll()
         self.flights: dict[int, Any] = {}  # by fd: ours (_Flight) and drivers'
         self.tasks: set[asyncio.Task[None]] = set()  # checks drivers handed to run_check
-        self.deadlines: dict[float, deque[_Flight]] = {}  # by timeout, each sorted
+        self.deadlines: dict[float, deque[Any]] = {}  # flights by timeout, each sorted
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         loop.add_reader(self.epoll.fileno(), self._on_ready)
@@ -373,9 +373,9 @@ class FastPath:
         self.loop.remove_reader(self.epoll.fileno())
         for task in self.tasks:
             task.cancel()
-        for flight in self.flights.values():
+        for flight in list(self.flights.values()):
             if type(flight) is not _Flight:
-                flight.drop()
+                flight.drop()  # its socket and check thread
             elif flight.sock is not None:
                 flight.sock.close()
                 flight.sock = None

@@ -297,19 +297,18 @@ class LuaFlight:
         if self.sock is None:
             return
         problem = "conn" if not self.connected and self.spec.port else None
-        self.close_socket()
         self.drop()
         self.finish(Result.down(f"{self.spec.timeout_text} {self.step}"), problem)
 
     def fail(self, reason: str) -> None:
         """A bug past the script (logged): down, the thread not reused."""
-        self.close_socket()
         self.drop()
         if not self.over:
             self.finish(Result.down(reason))
 
     def drop(self) -> None:
-        """Abandon the check thread (it is never reused) and the check's count."""
+        """Abandon the check: its socket, its thread (never reused) and the check's count."""
+        self.close_socket()
         if self.co is not None:
             self.co = None
             self.tester.script.running -= 1

@@ -266,3 +266,27 @@ async def test_threads_go_back_for_the_next_checks(tmp_path: Path) -> None:
     assert all(r.ok for r, _ in results)
     assert tester.script.running == 0
     assert len(tester.script.runtime.idle) >= 1
+
+
+async def test_closing_the_fast_path_drops_checks_in_flight(tmp_path: Path) -> None:
+    """The engine stopping: no verdicts, and no socket, thread count or task left behind."""
+    script = write_script(tmp_path, HANDED_OVER["sleep and log"].join(
+        ("function check(t) local s = sd.tcp(); assert(s:connect(t.addr, t.port)) "
+         "if t.params == 'slow' then ", " end s:send('x'); return s:receive(100) end")))
+    before = open_fds()
+    verdicts: list[Result] = []
+    async with dialogue_server([("sleep", 5)]) as dialogue:
+        loop = asyncio.get_running_loop()
+        path = FastPath(loop, lambda _check, result, _timing: verdicts.append(result))
+        for params in ("", "slow"):  # one waits on the fast path, one was handed over
+            tester, options = lua_tester(script, params)
+            spec = FastSpec.of(tester, target(dialogue.port, timeout=5))
+            assert spec is not None
+            path.start(SimpleNamespace(tester=tester, settings=options), spec)
+        await asyncio.sleep(0.3)
+        path.close()
+        await asyncio.sleep(0.05)
+    assert verdicts == []
+    assert tester.script.running == 0
+    await asyncio.sleep(0.05)
+    assert open_fds() - before == set()
