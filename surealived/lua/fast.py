@@ -8,9 +8,9 @@ daemon drove its Lua scripts from its epoll loop.
 
 How: ``LuaDriver.begin`` takes a check thread (``driver.take_thread``) and resumes it. The
 requests served here are connecting socket 1..16 to the real's test port (the first connect of
-the check), sending, reading N bytes or a line, closing, ``sd.now()`` and the verdict, all
-without a socket timeout of their own. The first request of any other kind (a timeout set with
-``settimeout``, TLS, another port or socket, UDP, ``sd.sleep``, ``sd.log``, ``receiveuntil``...)
+the check), sending, reading N bytes, a line or all (each within its socket timeout when the
+script set one), closing, ``sd.now()`` and the verdict. The first request of any other kind (TLS,
+another port or socket, UDP, ``sd.sleep``, ``sd.log``, ``receiveuntil``, ``receiveany``...)
 hands the check over, with its connection, buffered bytes and counters, to ``run_check`` and
 the generic driver (``driver.drive``), which serves that request and the rest within what is left
 of the check's deadline. Replies and errors are those of the generic driver for the same events
@@ -20,6 +20,7 @@ of the check's deadline. Replies and errors are those of the generic driver for 
 from __future__ import annotations
 
 import _socket
+import asyncio
 import errno
 import logging
 import os
@@ -34,6 +35,7 @@ from ..engine.probe import CheckProbe, TcpConnection, describe_oserror, run_chec
 from ..engine.state import CheckTiming
 from ..tester_api import ProbeError, Result
 from .driver import (
+    ALL_LIMIT,
     CLOSE,
     CONNECT,
     DONE,
@@ -42,6 +44,7 @@ from .driver import (
     LINE_LIMIT,
     MAX_SOCKETS,
     NOW,
+    RECV_ALL,
     RECV_EXACTLY,
     RECV_LINE,
     SEND,
@@ -62,6 +65,9 @@ _READABLE = _IN | _ERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WAIT = object()  # a request waits for the socket
 _AGAIN = object()  # the socket has nothing more now
 _CLOSED = (None, b"closed", None)
+_TIMEOUT = (None, b"timeout", None)
+READS = (RECV_EXACTLY, RECV_LINE, RECV_ALL)
+TIMED = frozenset((CONNECT, SEND, *READS))  # their last value: a timeout (ms)
 
 
 class LuaDriver:
@@ -84,9 +90,9 @@ class LuaDriver:
 class LuaFlight:
     """One Lua check on the fast path, from its first resume to its verdict or hand-over."""
 
-    __slots__ = ("buffer", "check", "co", "connected", "deadline", "eof", "fast", "fd", "over",
-                 "readable", "received", "sent", "sid", "sock", "spec", "started", "starting",
-                 "step", "tester", "unsent", "wait", "wall")
+    __slots__ = ("buffer", "check", "co", "connected", "deadline", "eof", "fast", "fd", "ms",
+                 "over", "readable", "received", "sent", "sid", "sock", "spec", "started",
+                 "starting", "step", "tester", "timer", "unsent", "wait", "wall")
 
     def __init__(self, fast: FastPath, check: Any, spec: FastSpec, tester: HasScript) -> None:
         self.fast = fast
@@ -106,6 +112,8 @@ class LuaFlight:
         self.readable = False  # an EPOLLIN edge came since the last read found nothing
         self.unsent = b""
         self.wait: tuple[Any, ...] | None = None  # the request waiting for the socket
+        self.ms = 0  # the socket timeout of the request being served (ms; 0: none)
+        self.timer: asyncio.TimerHandle | None = None  # that timeout, while the request waits
         self.sent = self.received = 0
         self.step = "starting"
         self.starting = True  # inside FastPath.start: a verdict now must wait for a callback
@@ -124,6 +132,9 @@ class LuaFlight:
     def advance(self, reply: Any) -> None:
         """Resume the thread with ``reply`` and serve its requests until one must wait for the
         socket, the check ends, or a request needs the generic driver."""
+        if self.timer is not None:  # the request that waited is served
+            self.timer.cancel()
+            self.timer = None
         send = self.co.send
         while True:
             try:
@@ -137,7 +148,9 @@ class LuaFlight:
                 return
             if code == NOW:
                 reply = time.time()
-            elif code == CONNECT and not self.sid and self.plain_connect(request):
+                continue
+            self.ms = request[-1] if code in TIMED else 0
+            if code == CONNECT and not self.sid and self.plain_connect(request):
                 reply = self.connect(request[1])
             elif not self.sid or code == CONNECT or request[1] != self.sid:
                 self.hand_over(request)  # not the socket served here
@@ -145,14 +158,14 @@ class LuaFlight:
             elif code == CLOSE:
                 reply = _CLOSED if self.sock is None else 1
                 self.close_socket()
-            elif code not in (SEND, RECV_EXACTLY, RECV_LINE) or request[3]:
-                self.hand_over(request)  # a socket timeout, or another kind of request
+            elif code != SEND and code not in READS:
+                self.hand_over(request)  # another kind of request
                 return
             elif self.sock is None:
                 reply = _CLOSED
             elif code == SEND:
                 reply = self.send(request[2])
-            elif code == RECV_LINE or request[2] <= EXACT_LIMIT:
+            elif code != RECV_EXACTLY or request[2] <= EXACT_LIMIT:
                 reply = self.receive(request)
             else:
                 self.hand_over(request)  # the generic driver's "size too large"
@@ -161,9 +174,9 @@ class LuaFlight:
                 return
 
     def plain_connect(self, request: tuple[Any, ...]) -> bool:
-        """``connect(t.addr, t.port)`` without a timeout or a bound address of its own."""
-        _, sid, host, port, ms = request
-        return (host is False and port == self.spec.port and not ms and type(sid) is int
+        """``connect(t.addr, t.port)``, without a bound address of its own."""
+        _, sid, host, port, _ = request
+        return (host is False and port == self.spec.port and type(sid) is int
                 and 0 < sid <= MAX_SOCKETS)
 
     # -- requests ------------------------------------------------------------------------
@@ -178,9 +191,8 @@ class LuaFlight:
             sock.close()
             return None, self.connect_error(err), None
         self.sock, self.fd = sock, sock.fileno()
-        self.wait = (CONNECT,)
         self.fast.watch(self)  # the writable edge (now or later) says how the connect went
-        return _WAIT
+        return self.waiting((CONNECT,))
 
     @staticmethod
     def connect_error(err: int) -> bytes:
@@ -203,26 +215,26 @@ class LuaFlight:
         self.sent += n
         if n < len(data):
             self.unsent = data[n:]
-            self.wait = (SEND, total)
-            return _WAIT
+            return self.waiting((SEND, total))
         return total
 
     def receive(self, request: tuple[Any, ...]) -> Any:
         """The piece ``request`` asks for, from the buffer and what the socket has; or _WAIT
-        (then ``wait`` is the request)."""
+        (then ``wait`` is the request). Errors as the probe layer's, in the generic driver's
+        words: a read that finds the end of the stream hands back what had come."""
         code, _, n, _ = request
         buffer = self.buffer
-        exactly = code == RECV_EXACTLY
-        if exactly:
+        if code == RECV_EXACTLY:
             n = int(n)
             self.step = f"waiting for {n} bytes"
-        else:
+        elif code == RECV_LINE:
             self.step = "waiting for a line"
+        else:
+            self.step = "waiting for the end of the reply"
         while True:
             try:
-                piece = (buffer.maybe_extract_exactly(n) if exactly
-                         else buffer.maybe_extract_line(LINE_LIMIT))
-            except ProbeError as exc:  # a line longer than the limit
+                piece = self.piece(code, n)
+            except ProbeError as exc:  # longer than the limit
                 self.close_socket()
                 return None, _strerror(exc).encode(), None
             if piece is not None:
@@ -233,10 +245,21 @@ class LuaFlight:
                 return None, b"closed", rest
             got = self.fill()
             if got is _AGAIN:
-                self.wait = request
-                return _WAIT
+                return self.waiting(request)
             if got is not None:
                 return got
+
+    def piece(self, code: int, n: int) -> bytes | None:
+        """The piece a read asks for, when the buffer holds it (for ``*a``: at the end)."""
+        buffer = self.buffer
+        if code == RECV_EXACTLY:
+            return buffer.maybe_extract_exactly(n)
+        if code == RECV_LINE:
+            return buffer.maybe_extract_line(LINE_LIMIT)
+        if len(buffer) > ALL_LIMIT:
+            raise ProbeError(f"more than {ALL_LIMIT} bytes while waiting for the end of the "
+                             "reply")
+        return buffer.extract_rest() if self.eof else None
 
     def fill(self) -> Any:
         """One chunk from the socket into the buffer: None, _AGAIN, or the error's reply."""
@@ -258,6 +281,29 @@ class LuaFlight:
         else:
             self.eof = True
         return None
+
+    def waiting(self, request: tuple[Any, ...]) -> object:
+        """Wait for the socket to serve ``request``, within its socket timeout if it has one."""
+        self.wait = request
+        if self.ms and self.timer is None:
+            self.timer = self.fast.loop.call_later(self.ms / 1000, self.timed_out)
+        return _WAIT
+
+    def timed_out(self) -> None:
+        """The socket timeout of the waiting request: ``nil, "timeout"``; a read leaves the
+        socket usable, a connect or a send closes it (as the generic driver does)."""
+        self.timer = None
+        wait = self.wait
+        if wait is None or self.sock is None:
+            return
+        self.wait = None
+        if wait[0] not in READS:
+            self.close_socket()
+        try:
+            self.advance(_TIMEOUT)
+        except Exception:  # a bug past the script: this check fails, the others go on
+            log.exception("Lua check of %s failed", self.spec.address)
+            self.fail("internal error")
 
     # -- events from the fast path -------------------------------------------------------
     def ready(self, events: int) -> None:
@@ -320,6 +366,9 @@ class LuaFlight:
         if sock is not None:
             self.sock = None
             self.wait = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             del self.fast.flights[self.fd]
             sock.close()  # also leaves the epoll set
 
