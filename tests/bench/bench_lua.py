@@ -41,7 +41,8 @@ def main() -> None:
                 timeout=5.0, maxfd=65536, max_inflight=0, warmup=2.0, seconds=args.seconds,
                 loop="uvloop")
     figures: dict[str, list[float]] = {"http": [], "lua": []}
-    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15, workers=2) as web:
+    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15,
+               workers=bench_engine.nginx_workers()) as web:
         ports = [web.port, *map(int, web.extra.values())]
         for _ in range(args.rounds):
             for tester in ("http", "lua"):
