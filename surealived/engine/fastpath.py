@@ -156,6 +156,19 @@ class _Flight:
 Finish = Callable[[Any, Result, CheckTiming], None]
 
 
+def timing_of(flight: Any, problem: str | None) -> CheckTiming:
+    """The timing of a flight (ours or a driver's) that ends now: it has ``started``,
+    ``connected`` (0.0 until then), ``wall``, ``sent`` and ``received``."""
+    ended = time.monotonic()
+    total = int((ended - flight.started) * 1e6)
+    if flight.connected:
+        conn = int((flight.connected - flight.started) * 1e6)
+        resp = int((ended - flight.connected) * 1e6)
+    else:
+        conn, resp = 0, total
+    return CheckTiming(flight.wall, conn, resp, total, problem, flight.sent, flight.received)
+
+
 class FastPath:
     """Runs ``Exchange`` checks; ``finish(check, result, timing)`` gets each verdict."""
 
@@ -353,17 +366,8 @@ class FastPath:
         flight.sock = None
         del self.flights[flight.fd]
         sock.close()  # also leaves the epoll set
-        ended = time.monotonic()
-        total = int((ended - flight.started) * 1e6)
-        if flight.connected:
-            conn = int((flight.connected - flight.started) * 1e6)
-            resp = int((ended - flight.connected) * 1e6)
-        else:
-            conn, resp = 0, total
         flight.data = flight.pending = b""
-        self.finish(flight.check, result,
-                    CheckTiming(flight.wall, conn, resp, total, problem, flight.sent,
-                                flight.received))
+        self.finish(flight.check, result, timing_of(flight, problem))
 
     def close(self) -> None:
         """Drop every check in flight (no verdicts) and stop watching."""

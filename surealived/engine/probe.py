@@ -125,14 +125,17 @@ def _new_socket(target: Target, kind: socket.SocketKind) -> socket.socket:
 class TcpConnection:
     """A stream to the real (``tester_api.Connection``), optionally wrapped in TLS."""
 
-    def __init__(self, probe: CheckProbe, sock: socket.socket) -> None:
+    def __init__(self, probe: CheckProbe, sock: socket.socket,
+                 buffer: ReceiveBuffer | None = None, eof: bool = False) -> None:
+        """``buffer`` and ``eof``: what was read so far, for a stream begun elsewhere (the fast
+        path hands a Lua check over with its connection)."""
         self.probe = probe
         self.sock = sock
         self.loop = probe.loop
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._buffer = ReceiveBuffer()
-        self._eof = False
+        self._buffer = ReceiveBuffer() if buffer is None else buffer
+        self._eof = eof
         self._tls: ssl.SSLObject | None = None
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None

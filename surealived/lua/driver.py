@@ -481,6 +481,15 @@ def take_thread(script: Script, target: Target, settings: Any) -> tuple[Any, Any
     return runtime.worker.coroutine(*args), None
 
 
+def release_thread(script: Script, co: Any = None) -> None:
+    """Give back what ``take_thread`` gave: the count of ``script.running``, and the thread
+    ``co`` to the idle ones (a thread whose check ended well; one that raised or was abandoned
+    is not reused)."""
+    script.running -= 1
+    if co is not None and len(script.runtime.idle) < IDLE_THREADS:
+        script.runtime.idle.append(co)
+
+
 async def run_script(owner: HasScript, probe: Probe) -> Result:
     """One check of ``owner.script`` against the probe's target, on an idle thread of its
     runtime (a new one when none is idle). ``LuaTester.check`` is this function."""
@@ -495,10 +504,9 @@ async def drive(script: Script, probe: Probe, co: Any, reply: Any, slots: dict[i
                 request: tuple[Any, ...] | None = None) -> Result:
     """Resume ``co`` with ``reply`` and serve its requests until it is done; or, with
     ``request``, begin by serving that one (a check the fast path handed over, its sockets in
-    ``slots``). Gives back the thread to the idle ones when it ends well, and the count of
-    ``script.running`` in any case."""
-    idle = script.runtime.idle
+    ``slots``). Releases the thread (``release_thread``) when it ends."""
     send = co.send
+    kept = None  # the thread, once its check ended well
     session: Session | None = None  # made when a request needs more than the loop below
     target = probe.target
     pending, request = request, None
@@ -513,8 +521,7 @@ async def drive(script: Script, probe: Probe, co: Any, reply: Any, slots: dict[i
                 request, pending = pending, None
             code = request[0] if type(request) is tuple else -1
             if code == DONE:
-                if len(idle) < IDLE_THREADS:
-                    idle.append(co)
+                kept = co
                 return _result(script, request)
             try:
                 # the usual requests, without a timeout, done here directly
@@ -556,7 +563,7 @@ async def drive(script: Script, probe: Probe, co: Any, reply: Any, slots: dict[i
                 session = session or Session(script, probe, slots)
                 reply = await session.failed_io(request, exc)
     finally:
-        script.running -= 1
+        release_thread(script, kept)
         if not isinstance(probe, CheckProbe):  # the engine closes what a CheckProbe opened
             for slot in slots.values():
                 slot.close()

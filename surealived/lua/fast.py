@@ -30,9 +30,8 @@ import time
 from typing import Any
 
 from ..engine.buffer import ReceiveBuffer
-from ..engine.fastpath import FastPath, FastSpec, open_stream
+from ..engine.fastpath import FastPath, FastSpec, open_stream, timing_of
 from ..engine.probe import CheckProbe, TcpConnection, describe_oserror, run_check
-from ..engine.state import CheckTiming
 from ..tester_api import ProbeError, Result
 from .driver import (
     ALL_LIMIT,
@@ -40,7 +39,6 @@ from .driver import (
     CONNECT,
     DONE,
     EXACT_LIMIT,
-    IDLE_THREADS,
     LINE_LIMIT,
     MAX_SOCKETS,
     NOW,
@@ -54,6 +52,7 @@ from .driver import (
     _strerror,
     drive,
     error_ended,
+    release_thread,
     take_thread,
 )
 from .runtime import LuaError
@@ -357,7 +356,7 @@ class LuaFlight:
         self.close_socket()
         if self.co is not None:
             self.co = None
-            self.tester.script.running -= 1
+            release_thread(self.tester.script)
 
     # -- the end -------------------------------------------------------------------------
     def close_socket(self) -> None:
@@ -373,12 +372,8 @@ class LuaFlight:
             sock.close()  # also leaves the epoll set
 
     def end(self, result: Result, reuse: bool) -> None:
-        script = self.tester.script
-        idle = script.runtime.idle
-        if reuse and len(idle) < IDLE_THREADS:
-            idle.append(self.co)
+        release_thread(self.tester.script, self.co if reuse else None)
         self.co = None
-        script.running -= 1
         self.close_socket()
         self.finish(result)
 
@@ -388,16 +383,7 @@ class LuaFlight:
             self.starting = False
             self.fast.loop.call_soon(self.finish, result, problem)
             return
-        ended = time.monotonic()
-        total = int((ended - self.started) * 1e6)
-        if self.connected:
-            conn = int((self.connected - self.started) * 1e6)
-            resp = int((ended - self.connected) * 1e6)
-        else:
-            conn, resp = 0, total
-        self.fast.finish(self.check, result,
-                         CheckTiming(self.wall, conn, resp, total, problem, self.sent,
-                                     self.received))
+        self.fast.finish(self.check, result, timing_of(self, problem))
 
     def hand_over(self, request: tuple[Any, ...]) -> None:
         """Let ``run_check`` and the generic driver serve ``request`` and the rest."""
@@ -414,9 +400,8 @@ class LuaFlight:
                 fast.forget(self)
                 raw, self.sock = self.sock, None
                 sock = socket.socket(spec.family, socket.SOCK_STREAM, fileno=raw.detach())
-                conn = TcpConnection(probe, sock)
+                conn = TcpConnection(probe, sock, self.buffer, self.eof)
                 conn.bytes_sent, conn.bytes_received = counted
-                conn._buffer, conn._eof = self.buffer, self.eof
                 probe.open.append(conn)
                 slot.conn = conn
                 counted = (0, 0)
