@@ -170,7 +170,8 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     }
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """This script's options (bench_lua.py runs ``measure`` with them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reals", type=int, default=5000)
     parser.add_argument("--tester", choices=("tcp", "http", "lua"), default="tcp",
@@ -193,7 +194,11 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true",
                         help="nginx on the last CPU, the engine on the others (as in production, "
                              "where the reals are other machines)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     reexec_in_netns()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.maxfd, hard), hard))

@@ -37,16 +37,15 @@ def main() -> None:
 
     from tests.servers import nginx
 
-    base = dict(reals=args.reals, per_virtual=100, loopdelay=0.5, startup_delay_ms=500,
-                timeout=5.0, maxfd=65536, max_inflight=0, warmup=2.0, seconds=args.seconds,
-                loop="uvloop")
     figures: dict[str, list[float]] = {"http": [], "lua": []}
     with nginx(listen="0.0.0.0", connections=16384, extra_ports=15,
                workers=bench_engine.nginx_workers()) as web:
         ports = [web.port, *map(int, web.extra.values())]
         for _ in range(args.rounds):
             for tester in ("http", "lua"):
-                run = argparse.Namespace(**base, tester=tester)
+                run = bench_engine.arguments().parse_args([
+                    "--reals", str(args.reals), "--tester", tester, "--seconds",
+                    str(args.seconds), "--warmup", "2"])
                 result = uvloop.run(bench_engine.measure(run, ports))
                 if result["failed_checks"]:
                     sys.exit(f"{tester}: {result['failed_checks']} checks failed")
