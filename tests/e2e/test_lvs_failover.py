@@ -14,17 +14,14 @@ under TCG.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ROOT / "contrib" / "vm" / "run-in-vm.sh"
+from tests.vm import ROOT, VM_TIMEOUT, run_in_vm
+
 SCRIPT = ROOT / "contrib" / "e2e" / "lvs_e2e.py"
-VM_TIMEOUT = 420
 MARK = "E2E_RESULTS_JSON "
 
 # Every property the issue asks for, by the name the script gives it.
@@ -59,15 +56,7 @@ CHECKS = (
 @pytest.fixture(scope="module")
 def e2e() -> dict[str, Any]:
     command = f"{sys.executable} {SCRIPT} 2>&1"
-    try:
-        done = subprocess.run([str(RUNNER), command], capture_output=True, text=True,
-                              timeout=VM_TIMEOUT + 30, cwd=ROOT,
-                              env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
-                                           ":/sbin:/bin", "IVM_TIMEOUT": str(VM_TIMEOUT)})
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the VM did not finish within {VM_TIMEOUT + 30} s")
-    if done.returncode == 126:
-        pytest.skip(f"cannot boot the test VM: {done.stderr.strip()}")
+    done = run_in_vm(command)
     print("\n".join(line for line in done.stdout.splitlines() if not line.startswith(MARK)))
     for line in done.stdout.splitlines():
         if line.startswith(MARK):

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.vm import ROOT, VM_TIMEOUT, run_in_vm
+
 INSIDE = Path(__file__).resolve().parent / "inside"
-RUNNER = ROOT / "contrib" / "vm" / "run-in-vm.sh"
-VM_TIMEOUT = 420
 
 
 def inner_cases() -> list[str]:
@@ -37,15 +35,7 @@ def inner_cases() -> list[str]:
 def vm_results() -> dict[str, list[str]]:
     command = ("cd " + str(ROOT) + " && .venv/bin/python -m pytest tests/kernel/inside -q "
                "-p no:cacheprovider -o addopts= 2>&1")
-    try:
-        done = subprocess.run([str(RUNNER), command], capture_output=True, text=True,
-                              timeout=VM_TIMEOUT + 30,
-                              env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
-                                           ":/sbin:/bin", "IVM_TIMEOUT": str(VM_TIMEOUT)})
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the VM did not finish within {VM_TIMEOUT + 30} s")
-    if done.returncode == 126:
-        pytest.skip(f"cannot boot the test VM: {done.stderr.strip()}")
+    done = run_in_vm(command)
     for line in done.stdout.splitlines():
         if line.startswith("KERNEL-RESULTS "):
             return json.loads(line[len("KERNEL-RESULTS "):])
