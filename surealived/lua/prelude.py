@@ -88,14 +88,13 @@ local SLEEP, NOW, LOG = 13, 14, 15
 
 -- The CPU slice: memory churn burns CPU in the allocator and collector, which no instruction
 -- count sees, so the hook also bounds the CPU a check uses between two I/O calls. Reading the
--- CPU clock is a system call, too dear for every resume: ``since`` is cleared when the check
--- resumes and the clock read at the hook's first run after that. The time before it is at most
--- STEP instructions of the thread, as is the time between the slice's end and the hook that
--- sees it; with STEP at 500 both together are the 1000 instructions the check was allowed
--- before, when the clock was read at every resume and the hook ran every 1000 instructions.
--- The check's own thread restarts its count at every resume (a few hundred instructions
--- between two I/O calls, the usual case, never run the hook); other threads of the check keep
--- counting, which the bound above already allows for.
+-- CPU clock is a system call, dearer than a usual check's own Lua, so it is read from the
+-- second run of the hook after a resume on (``since`` false, then 0, then the clock): the slice
+-- starts at most 2 * STEP instructions of the thread after the resume and its end is seen at
+-- most STEP instructions late. A thread's count runs on across resumes and checks (no
+-- ``debug.sethook`` per resume): every instruction is charged, so a script looping on requests
+-- answered at once (``sd.now()``, closing a closed socket) spends its budget as a plain loop
+-- does, and a check may be charged the last STEP instructions its thread ran for the one before.
 local function hook()
   local c = current
   local left = c.left - STEP
@@ -106,6 +105,8 @@ local function hook()
   end
   local since = c.since
   if not since then
+    c.since = 0  -- the thread ran on since the resume: the slice starts at the next run
+  elseif since == 0 then
     c.since = os_clock()
   elseif os_clock() - since > SLICE then
     c.killed = c.killed or ("CPU time limit exhausted (" .. SLICE .. " s without I/O)")
@@ -154,7 +155,6 @@ end
 local function resumed(c, ...)
   current = c
   c.since = false
-  debug_sethook(hook, "", STEP)
   return ...
 end
 
@@ -718,7 +718,6 @@ local function run_check(c, factory, budget, r)
   c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
   c.logs, c.loading, c.killed = false, false, false
   current = c
-  debug_sethook(hook, "", STEP)
   local env = new_env()
   c.env = env
   local t = {

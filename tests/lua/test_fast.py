@@ -192,6 +192,11 @@ async def test_errors_and_verdicts_of_the_script(tmp_path: Path) -> None:
         "no io": "return false, 'nothing to do'",
         "bad verdict": "local s = sd.tcp(); s:connect(t.addr, t.port); return {}",
         "endless loop": "local s = sd.tcp(); s:connect(t.addr, t.port); while true do end",
+        # requests answered at once spend the budget as a plain loop does
+        "endless sd.now()": ("local s = sd.tcp(); s:connect(t.addr, t.port); "
+                             "while true do sd.now() end"),
+        "endless empty reads": ("local s = sd.tcp(); s:connect(t.addr, t.port); "
+                                "while true do s:receive(0) end"),
         "now": "local s = sd.tcp(); s:connect(t.addr, t.port); return sd.now() > 0",
     }
     async with dialogue_server([("sleep", 1)]) as dialogue:

@@ -108,6 +108,12 @@ BOMBS = [
     ("endless coroutine",
      "local co = coroutine.wrap(function() while true do coroutine.yield() end end)"
      " while true do co() end", "instruction budget exhausted"),
+    ("endless sd.now()", "while true do sd.now() end", "instruction budget exhausted"),
+    ("endless closes of a closed socket", "local s = sd.tcp() while true do s:close() end",
+     "instruction budget exhausted"),
+    ("endless empty reads",
+     "local s = sd.tcp() assert(s:connect(t.addr, t.port)) while true do s:receive(0) end",
+     "instruction budget exhausted"),
     ("loop in __tostring via print",
      "print(setmetatable({}, {__tostring = function() while true do end end}))",
      "instruction budget exhausted"),
