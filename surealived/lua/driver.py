@@ -438,16 +438,16 @@ _args_cache: dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]] = {}
 
 def check_args(script: Script, t: Target, settings: Any) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
-    budget and a Lua table of the target's fields, made once per target (the engine reuses
-    them) in the script's runtime (the factory is the runtime's: a check of another script
-    makes its own)."""
+    budget and the metatable of the target's fields (the prelude's ``target()``), made once
+    per target (the engine reuses them) in the script's runtime (the factory is the runtime's:
+    a check of another script makes its own)."""
     factory, budget = script.factory, script.limits.instructions
     cached = _args_cache.get(id(t))
     if (cached is not None and cached[0] is t and cached[1] is settings
             and cached[2] is factory and cached[3] == budget):
         return cached[4]
     params = settings.get("params", "")
-    record = script.runtime.lua.table(
+    record = script.runtime.target(
         t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport, t.vproto.encode(),
         t.vfwmark, t.rname.encode(), t.rport, params.encode(), int(t.timeout * 1000), t.ssl)
     args = (factory, budget, record)

@@ -24,7 +24,7 @@ local REP_MAX = 64 * 1024 * 1024
 local MAX_SOCKETS = 16
 local SLICE = 0.2  -- seconds of CPU a check may use between two I/O calls
 
-local debug_sethook = debug.sethook
+local debug_sethook, raw_getmetatable = debug.sethook, debug.getmetatable
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_status, co_running = coroutine.status, coroutine.running
 local raw_loadstring, setfenv = loadstring, setfenv
@@ -562,8 +562,22 @@ sb_table.insert = guard(table.insert, "insert")
 sb_table.remove = guard(table.remove, "remove")
 sb_table.sort = guard(table.sort, "sort")
 
+-- The fields of a check's ``t`` are read through its metatable (see target()); pairs(t) lists
+-- them with what the check set, as for a plain table.
+local TARGET = {}  -- the key that marks a target's metatable
+
+local function sb_pairs(t)
+  local mt = raw_getmetatable(t)
+  if not (mt and rawget(mt, TARGET)) then return pairs(t) end
+  local fields = rawget(mt, "__index")
+  local all = {}
+  for k, v in next, fields do all[k] = v end
+  for k, v in next, t do all[k] = v end
+  return next, all, nil
+end
+
 local BASE = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = sb_pairs,
   rawequal = rawequal, rawget = rawget, rawset = guard(rawset, "rawset"), select = select,
   setmetatable = setmetatable, getmetatable = getmetatable, tonumber = tonumber,
   tostring = tostring, type = type, unpack = unpack, _VERSION = _VERSION,
@@ -580,7 +594,8 @@ local BASE = {
 local ENV_MT = { __index = BASE, __metatable = false }
 
 local function new_env()
-  local env = setmetatable({}, ENV_MT)
+  local env = setmetatable({ _G = false, check = false }, ENV_MT)  -- room for both at once
+  env.check = nil
   env._G = env
   return env
 end
@@ -710,21 +725,32 @@ local function drain()
   return logs
 end
 
--- run_check(c, factory, budget, target): one check in the calling thread, whose record is c.
--- target is { addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport, params,
--- timeout_ms, ssl }, made by the driver once per target and never handed to a script.
-local function run_check(c, factory, budget, r)
-  local addr, params = r[1], r[10]
+-- target(addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport, params, timeout_ms,
+-- ssl): the metatable every check of one target gives its ``t``, made by the driver once per
+-- target. A check's ``t`` is a table of its own (its ``args``, and whatever the script sets)
+-- whose metatable reads the target's fields from a table no script can reach: one small table
+-- per check instead of thirteen fields copied, which the collector would sweep again.
+local function target(addr, port, vname, vaddr, vport, vproto, vfwmark, rname, rport, params,
+                      timeout, ssl)
+  local fields = {
+    addr = addr, port = port, vname = vname, vaddr = vaddr, vport = vport, vproto = vproto,
+    vfwmark = vfwmark, rname = rname, rport = rport, params = params, timeout = timeout,
+    ssl = ssl,
+  }
+  return { __index = fields, __metatable = false, [TARGET] = true }
+end
+
+-- run_check(c, factory, budget, mt): one check in the calling thread, whose record is c, of
+-- the target whose metatable (target()) is mt.
+local function run_check(c, factory, budget, mt)
+  local fields = mt.__index
+  local addr, params = fields.addr, fields.params
   c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
   c.logs, c.loading, c.killed = false, false, false
   current = c
   local env = new_env()
   c.env = env
-  local t = {
-    addr = addr, port = r[2], vname = r[3], vaddr = r[4], vport = r[5], vproto = r[6],
-    vfwmark = r[7], rname = r[8], rport = r[9], params = params,
-    args = parse_args(params), timeout = r[11], ssl = r[12],
-  }
+  local t = setmetatable({ args = parse_args(params) }, mt)
   return finish_check(c, body(factory, env, t))
 end
 
@@ -790,5 +816,5 @@ local function inspect(factory, budget)
 end
 
 python = nil
-return worker, compile, inspect, drain
+return worker, compile, inspect, drain, target
 """

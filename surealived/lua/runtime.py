@@ -33,11 +33,12 @@ class Runtime:
                                     unpack_returned_tuples=True, encoding=None,
                                     attribute_filter=_no_attributes, max_memory=max_memory)
         chunk = self.lua.globals().loadstring(PRELUDE.encode(), b"=sandbox")
-        worker, compile_, inspect, drain = chunk()
+        worker, compile_, inspect, drain, target = chunk()
         self.worker: Any = worker
         self.compile: Any = compile_
         self.inspect: Any = inspect
         self.drain: Any = drain
+        self.target: Any = target
         self.idle: list[Any] = []  # check threads waiting for their next check (driver.py)
 
     def set_max_memory(self, max_memory: int) -> None:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from surealived.engine.probe import Transcript
+from builtin_testers.lua import LuaTester
+from surealived.engine.probe import Transcript, run_check
+from surealived.tester_api import Target
 from tests.servers import free_port, nginx
+from tests.testers.helpers import settings
 
 from .helpers import dialogue_server, lua_check, write_script
 
@@ -137,6 +140,35 @@ async def test_target_fields_and_args(tmp_path: Path) -> None:
                                 target={"vfwmark": 7})
     assert result.reason == ("127.0.0.1 1234 v1 192.0.2.1 80 tcp 7 r1 80 "
                              "user=u; password=p flag 2500 false u/p/true")
+
+async def test_t_is_the_checks_own_table(tmp_path: Path) -> None:
+    """``t`` reads, lists and changes as a plain table; what one check changes in it (fields,
+    ``args``) is gone for the next check of the same target."""
+    script = write_script(tmp_path, """
+        function check(t)
+          local seen = {}
+          for k, v in pairs(t) do
+            seen[#seen + 1] = k .. "=" .. (type(v) == "table" and "{}" or tostring(v))
+          end
+          table.sort(seen)
+          local before = table.concat(seen, ",")
+          t.addr, t.port, t.extra, t.args.user = "192.0.2.99", 1, "mine", "changed"
+          local after = t.addr .. " " .. t.port .. " " .. t.extra .. " " .. t.args.user
+          return false, before .. " | " .. after
+        end""")
+    options = settings(LuaTester, script=script, params="user=u")
+    tester = LuaTester(options)
+    target = Target(addr="127.0.0.1", port=1234, rname="r1", rport=80, vname="v1",
+                    vaddr="192.0.2.1", vport=80, vproto="tcp", vfwmark=0, timeout=3.0)
+    for _ in range(2):  # the same target: the same fields behind t
+        result, _ = await run_check(tester, target, options)
+        before, after = result.reason.split(" | ")
+        assert before.split(",") == [
+            "addr=127.0.0.1", "args={}", "params=user=u", "port=1234", "rname=r1", "rport=80",
+            "ssl=false", "timeout=3000", "vaddr=192.0.2.1", "vfwmark=0", "vname=v1", "vport=80",
+            "vproto=tcp"]
+        assert after == "192.0.2.99 1 mine changed"
+
 
 
 async def test_pcall_and_coroutines_can_do_io(tmp_path: Path) -> None:
