@@ -114,7 +114,7 @@ class LuaFlight:
         self.ms = 0  # the socket timeout of the request being served (ms; 0: none)
         self.timer: asyncio.TimerHandle | None = None  # that timeout, while the request waits
         self.sent = self.received = 0
-        self.step = "starting"
+        self.step: str | tuple[Any, ...] = "starting"  # a read: its request (step_text)
         self.starting = True  # inside FastPath.start: a verdict now must wait for a callback
         self.over = False  # the verdict is given, or the check went to run_check
 
@@ -223,13 +223,15 @@ class LuaFlight:
         words: a read that finds the end of the stream hands back what had come."""
         code, _, n, _ = request
         buffer = self.buffer
+        self.step = request  # put in words only if needed (step_text)
         if code == RECV_EXACTLY:
             n = int(n)
-            self.step = f"waiting for {n} bytes"
-        elif code == RECV_LINE:
-            self.step = "waiting for a line"
-        else:
-            self.step = "waiting for the end of the reply"
+            if n and not buffer and not self.eof:  # the usual case: the piece straight in
+                got = self.fill(n)
+                if got is _AGAIN:
+                    return self.waiting(request)
+                if got is not None:
+                    return got
         while True:
             try:
                 piece = self.piece(code, n)
@@ -260,8 +262,9 @@ class LuaFlight:
                              "reply")
         return buffer.extract_rest() if self.eof else None
 
-    def fill(self) -> Any:
-        """One chunk from the socket into the buffer: None, _AGAIN, or the error's reply."""
+    def fill(self, exactly: int = 0) -> Any:
+        """One chunk from the socket into the buffer: None, _AGAIN, or the error's reply; or,
+        when the buffer is empty and the chunk is ``exactly`` bytes, that chunk."""
         sock = self.sock
         assert sock is not None
         if not self.readable:  # edge-triggered: nothing came since the socket said "empty"
@@ -276,10 +279,24 @@ class LuaFlight:
             return None, _strerror(exc).encode(), None
         if chunk:
             self.received += len(chunk)
+            if len(chunk) == exactly:
+                return chunk
             self.buffer.feed(chunk)
         else:
             self.eof = True
         return None
+
+    def step_text(self) -> str:
+        """What the check was doing, in words (for reasons and the generic driver)."""
+        step = self.step
+        if isinstance(step, str):
+            return step
+        code, _, n, _ = step
+        if code == RECV_EXACTLY:
+            return f"waiting for {int(n)} bytes"
+        if code == RECV_LINE:
+            return "waiting for a line"
+        return "waiting for the end of the reply"
 
     def waiting(self, request: tuple[Any, ...]) -> object:
         """Wait for the socket to serve ``request``, within its socket timeout if it has one."""
@@ -343,7 +360,7 @@ class LuaFlight:
             return
         problem = "conn" if not self.connected and self.spec.port else None
         self.drop()
-        self.finish(Result.down(f"{self.spec.timeout_text} {self.step}"), problem)
+        self.finish(Result.down(f"{self.spec.timeout_text} {self.step_text()}"), problem)
 
     def fail(self, reason: str) -> None:
         """A bug past the script (logged): down, the thread not reused."""
@@ -389,7 +406,7 @@ class LuaFlight:
         """Let ``run_check`` and the generic driver serve ``request`` and the rest."""
         fast, spec = self.fast, self.spec
         probe = CheckProbe(spec.target, self.check.settings, None, fast.loop)
-        probe.started, probe.step = self.started, self.step
+        probe.started, probe.step = self.started, self.step_text()
         probe.connected = self.connected or None
         slots: dict[int, Slot] = {}
         counted = (self.sent, self.received)  # by run_check unless the socket goes with it
