@@ -113,7 +113,7 @@ http {{
     default_type text/plain;
     keepalive_timeout 0;
     server {{
-        listen {listen}:{port} default_server reuseport backlog=4096;
+        listen {listen}:{port} default_server reuseport backlog=4096{deferred};
         listen [::1]:{port} default_server;
 {extra_listen}
         listen {listen}:{tls_port} ssl default_server;
@@ -143,7 +143,8 @@ http {{
 
 @contextlib.contextmanager
 def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
-          connections: int = 1024, extra_ports: int = 0, workers: int = 1) -> Iterator[Nginx]:
+          connections: int = 1024, extra_ports: int = 0, workers: int = 1,
+          deferred: bool = False) -> Iterator[Nginx]:
     """Start nginx (foreground, one process unless ``workers`` > 1) serving HTTP and HTTPS;
     ``extra_ports`` more HTTP ports (each with its own accept queue) are in ``.extra``."""
     binary = find_binary(NGINX_CANDIDATES, "nginx-light")
@@ -177,8 +178,9 @@ def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
             connections=connections, nofile=connections * 2 + 64,
             master="on" if workers > 1 else "off", workers=workers,
             user="user root root;" if workers > 1 and os.geteuid() == 0 else "",
-            extra_listen="\n".join(f"        listen {listen}:{p} reuseport backlog=4096;"
-                                    for p in extra)))
+            deferred=" deferred" if deferred else "",
+            extra_listen="\n".join(f"        listen {listen}:{p} reuseport backlog=4096"
+                                    f"{' deferred' if deferred else ''};" for p in extra)))
         log = open(base / "stderr.log", "wb")  # noqa: SIM115 - closed by the stack
         stack.callback(log.close)
         proc = subprocess.Popen([binary, "-p", str(base), "-c", str(conf)],
