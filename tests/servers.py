@@ -52,6 +52,19 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different ports nobody listens on right now (each held until all are found,
+    so none comes twice)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def wait_for_tcp(host: str, port: int, proc: subprocess.Popen[bytes] | None = None,
                  timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -170,8 +183,7 @@ def nginx(directory: Path | str | None = None, *, listen: str = "127.0.0.1",
             cert.cert_chain_pems[0].write_to_path(str(base / f"{name}.pem"))
             for extra in cert.cert_chain_pems[1:]:
                 extra.write_to_path(str(base / f"{name}.pem"), append=True)
-        port, tls_port = free_port(listen), free_port(listen)
-        extra = [free_port(listen) for _ in range(extra_ports)]
+        port, tls_port, *extra = free_ports(2 + extra_ports, listen)
         conf = base / "nginx.conf"
         conf.write_text(NGINX_CONF.format(
             dir=base, root=root, port=port, tls_port=tls_port, listen=listen,
