@@ -400,7 +400,8 @@ class LuaFlight:
             self.starting = False
             self.fast.loop.call_soon(self.finish, result, problem)
             return
-        self.fast.finish(self.check, result, timing_of(self, problem))
+        check, self.check = self.check, None  # as FastPath._done: nothing kept alive
+        self.fast.finish(check, result, timing_of(self, problem))
 
     def hand_over(self, request: tuple[Any, ...]) -> None:
         """Let ``run_check`` and the generic driver serve ``request`` and the rest."""
