@@ -206,3 +206,48 @@ async def test_the_engine_runs_fast_checks_and_stops_clean(web: Nginx) -> None:
     assert (down.online, down.last_reason) == (False, "connect: connection refused")
     assert down.stats.rst_problem >= 1 and up.stats.success >= 2
     assert open_fds() <= before
+
+
+class FakeCheck:
+    """What the fast path reads of the engine's Check (a class: weak references work)."""
+
+    def __init__(self, tester: api.Tester) -> None:
+        self.tester = tester
+        self.settings = tester.settings
+
+
+async def test_finished_checks_are_freed_before_their_timeout(web: Nginx, tmp_path: Any) -> None:
+    """A check's objects go as soon as its verdict is given, not when its timeout has passed
+    (at thousands of checks a second, the garbage collector would walk them again and again)."""
+    import gc
+    import weakref
+
+    from builtin_testers.lua import LuaTester
+
+    script = tmp_path / "status.lua"
+    script.write_text('function check(t) local s = sd.tcp() assert(s:connect(t.addr, t.port))'
+                      ' s:send("GET / HTTP/1.0\\r\\n\\r\\n") return s:receive(12) ~= nil end')
+    testers = [TcpTester({}), http(), LuaTester(settings(LuaTester, script=str(script)))]
+    loop = asyncio.get_running_loop()
+    verdicts: list[Result] = []
+    done = asyncio.Event()
+    path = FastPath(loop, lambda _check, result, _timing: (verdicts.append(result), done.set()))
+    gc.disable()  # only reference counting may free them
+    try:
+        for tester in testers:
+            spec = FastSpec.of(tester, target(web.port, timeout=60.0))
+            assert spec is not None
+            checks = [FakeCheck(tester) for _ in range(3)]
+            alive = [weakref.ref(check) for check in checks]
+            for check in checks:
+                path.start(check, spec)
+            del checks, check
+            while len(verdicts) < 3:
+                done.clear()
+                await done.wait()
+            assert all(v.ok for v in verdicts), verdicts
+            verdicts.clear()
+            assert [ref() for ref in alive] == [None] * 3, type(tester).__name__
+    finally:
+        gc.enable()
+        path.close()
