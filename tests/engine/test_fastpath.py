@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import socket
+import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from builtin_testers.http import HttpTester
+from builtin_testers.lua import LuaTester
 from builtin_testers.tcp import TcpTester
 from surealived import tester_api as api
 from surealived.engine.fastpath import FastPath, FastSpec, exchange_of
@@ -216,14 +220,10 @@ class FakeCheck:
         self.settings = tester.settings
 
 
-async def test_finished_checks_are_freed_before_their_timeout(web: Nginx, tmp_path: Any) -> None:
+async def test_finished_checks_are_freed_before_their_timeout(web: Nginx,
+                                                              tmp_path: Path) -> None:
     """A check's objects go as soon as its verdict is given, not when its timeout has passed
     (at thousands of checks a second, the garbage collector would walk them again and again)."""
-    import gc
-    import weakref
-
-    from builtin_testers.lua import LuaTester
-
     script = tmp_path / "status.lua"
     script.write_text('function check(t) local s = sd.tcp() assert(s:connect(t.addr, t.port))'
                       ' s:send("GET / HTTP/1.0\\r\\n\\r\\n") return s:receive(12) ~= nil end')
