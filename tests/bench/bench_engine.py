@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +79,24 @@ def nginx_workers() -> int:
     and bill it for their wake-ups (on loopback the kernel wakes the server in the checker's
     context)."""
     return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
+@contextlib.contextmanager
+def serve(deferred: bool, workers: int, pin: bool) -> Iterator[list[int]]:
+    """nginx in front of every real, on 16 ports (each with its own accept queue, 4096 max, as
+    many servers would have): the ports. ``pin``: nginx on the last CPU, this process on the
+    others (when there are several)."""
+    from tests.servers import nginx
+
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = pin and len(cpus) > 1
+    if pinned:
+        os.sched_setaffinity(0, cpus[-1:])  # nginx inherits this
+    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15, deferred=deferred,
+               workers=workers) as web:
+        if pinned:
+            os.sched_setaffinity(0, cpus[:-1])
+        yield [web.port, *map(int, web.extra.values())]
 
 
 def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict[str, object]:
@@ -206,18 +226,8 @@ def main() -> None:
     reexec_in_netns()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.maxfd, hard), hard))
-    from tests.servers import nginx
-
-    cpus = sorted(os.sched_getaffinity(0))
-    pinned = args.pin and len(cpus) > 1
-    if pinned:
-        os.sched_setaffinity(0, cpus[-1:])  # nginx inherits this
-    # several ports, each with its own accept queue (4096 max), as many servers would have
-    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15,
-               deferred=args.deferred_accept, workers=args.nginx_workers) as web:
-        ports = [web.port, *map(int, web.extra.values())]
-        if pinned:
-            os.sched_setaffinity(0, cpus[:-1])
+    pinned = args.pin and len(os.sched_getaffinity(0)) > 1
+    with serve(args.deferred_accept, args.nginx_workers, args.pin) as ports:
         profiler = None
         if args.profile:
             import cProfile

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -45,20 +44,10 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="as bench_engine.py --pin")
     args = parser.parse_args()
     bench_engine.reexec_in_netns()
-    cpus = sorted(os.sched_getaffinity(0))
-    pinned = args.pin and len(cpus) > 1
-    if pinned:
-        os.sched_setaffinity(0, cpus[-1:])  # nginx inherits this
     import uvloop
 
-    from tests.servers import nginx
-
     figures: dict[str, list[float]] = {"http": [], "lua": []}
-    with nginx(listen="0.0.0.0", connections=16384, extra_ports=15, deferred=args.deferred,
-               workers=bench_engine.nginx_workers()) as web:
-        ports = [web.port, *map(int, web.extra.values())]
-        if pinned:
-            os.sched_setaffinity(0, cpus[:-1])
+    with bench_engine.serve(args.deferred, bench_engine.nginx_workers(), args.pin) as ports:
         for round_ in range(args.rounds):
             # each tester goes first in every other round: neither always meets the other's
             # leftovers (caches, the collectors' state)
