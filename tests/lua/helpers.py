@@ -97,12 +97,19 @@ def touch_new(path: str, text: str) -> None:
     os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
 
 
+def lua_target(port: int, *, timeout: float = 3.0, addr: str = "127.0.0.1",
+               **fields: Any) -> Target:
+    """The target of the Lua tests' checks: real r1 of virtual v1, ``fields`` replaced."""
+    base: dict[str, Any] = {"addr": addr, "port": port, "rname": "r1", "rport": 80,
+                            "vname": "v1", "vaddr": "192.0.2.1", "vport": 80, "vproto": "tcp",
+                            "vfwmark": 0, "timeout": timeout}
+    return Target(**{**base, **fields})
+
+
 async def lua_check(script: str, port: int, *, params: str = "", timeout: float = 3.0,
                     addr: str = "127.0.0.1", transcript: Transcript | None = None,
                     target: dict[str, Any] | None = None) -> tuple[Result, CheckTiming]:
     options = settings(LuaTester, script=script, params=params)
-    fields: dict[str, Any] = {"addr": addr, "port": port, "rname": "r1", "rport": 80,
-                              "vname": "v1", "vaddr": "192.0.2.1", "vport": 80, "vproto": "tcp",
-                              "vfwmark": 0, "timeout": timeout}
-    fields.update(target or {})
-    return await run_check(LuaTester(options), Target(**fields), options, transcript=transcript)
+    return await run_check(LuaTester(options),
+                           lua_target(port, timeout=timeout, addr=addr, **(target or {})),
+                           options, transcript=transcript)

@@ -9,11 +9,10 @@ import pytest
 
 from builtin_testers.lua import LuaTester
 from surealived.engine.probe import Transcript, run_check
-from surealived.tester_api import Target
 from tests.servers import free_port, nginx
 from tests.testers.helpers import settings
 
-from .helpers import dialogue_server, lua_check, write_script
+from .helpers import dialogue_server, lua_check, lua_target, write_script
 
 pytestmark = pytest.mark.asyncio
 
@@ -158,8 +157,7 @@ async def test_t_is_the_checks_own_table(tmp_path: Path) -> None:
         end""")
     options = settings(LuaTester, script=script, params="user=u")
     tester = LuaTester(options)
-    target = Target(addr="127.0.0.1", port=1234, rname="r1", rport=80, vname="v1",
-                    vaddr="192.0.2.1", vport=80, vproto="tcp", vfwmark=0, timeout=3.0)
+    target = lua_target(1234)
     for _ in range(2):  # the same target: the same fields behind t
         result, _ = await run_check(tester, target, options)
         before, after = result.reason.split(" | ")

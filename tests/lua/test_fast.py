@@ -21,7 +21,7 @@ from surealived.tester_api import Result, Target
 from tests.testers.helpers import settings
 
 from .cases import CASES, Case
-from .helpers import LUA_TESTERS, dialogue_server, write_script
+from .helpers import LUA_TESTERS, dialogue_server, lua_target, write_script
 
 pytestmark = pytest.mark.asyncio
 Outcome = tuple[Result, CheckTiming]
@@ -50,8 +50,7 @@ def lua_tester(script: str, params: str = "") -> tuple[LuaTester, dict[str, Any]
 
 
 def target(port: int, timeout: float = 2.0, **kw: Any) -> Target:
-    return Target(addr="127.0.0.1", port=port, rname="r1", rport=80, vname="v1",
-                  vaddr="192.0.2.1", vport=80, vproto="tcp", vfwmark=0, timeout=timeout, **kw)
+    return lua_target(port, timeout=timeout, **kw)
 
 
 async def fast_check(tester: LuaTester, options: dict[str, Any], tgt: Target) -> Outcome:
