@@ -50,6 +50,26 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
+async def _run(argv: list[str]) -> tuple[int, bytes, bytes]:
+    """Run ``argv``: its exit status and the tails of its output. At its exit, or when the
+    check's deadline cancels this, whatever it left behind in its process group goes too."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    out_task = asyncio.ensure_future(_tail(proc.stdout))
+    err_task = asyncio.ensure_future(_tail(proc.stderr))
+    try:
+        await _exited(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            await asyncio.shield(proc.wait())
+        if not out_task.done() or not err_task.done():
+            await asyncio.shield(asyncio.wait([out_task, err_task]))
+    return await proc.wait(), out_task.result(), err_task.result()
+
+
 def _last_line(data: bytes) -> str:
     lines = data.decode("utf-8", "replace").strip().splitlines()
     return lines[-1][:200] if lines else ""
@@ -69,22 +89,7 @@ class ExecTester(Tester):
                 *self.settings["params"].split()]
         probe.step = f"running {argv[0]}"
         probe.note("exec " + " ".join(argv))
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-        out_task = asyncio.ensure_future(_tail(proc.stdout))
-        err_task = asyncio.ensure_future(_tail(proc.stderr))
-        try:
-            await _exited(proc.pid)
-        finally:  # at exit or at the deadline, whatever it left behind goes with it
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if proc.returncode is None:
-                await asyncio.shield(proc.wait())
-            if not out_task.done() or not err_task.done():
-                await asyncio.shield(asyncio.wait([out_task, err_task]))
-        out, err = out_task.result(), err_task.result()
-        status = await proc.wait()
+        status, out, err = await probe.spawn(_run(argv))
         for label, data in (("stdout", out), ("stderr", err)):
             if data:
                 probe.note(f"{label}:\n" + data.decode("utf-8", "replace"))

@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from surealived.engine.fastpath import Exchange
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
@@ -60,12 +59,6 @@ class HttpTester(Tester):
         self.quick = settings["naive"] and self.body_re is None
         self.max_body: int = settings["max_body"]
         self._verdicts: dict[int, Result] = {}
-
-    def fast_exchange(self) -> Exchange | None:
-        """The naive check for the engine's fast path: send, read 12 bytes, judge them."""
-        if not self.quick:
-            return None
-        return Exchange(self.request, 12, "the status line", self.judge_status_line)
 
     def judge_status_line(self, head: bytes) -> Result:
         """The verdict of the naive check on ``HTTP/1.x NNN`` (cached: a few codes ever occur)."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from surealived.lua import SCRIPTS, run_script
-from surealived.lua.fast import LuaDriver
+from surealived.lua import SCRIPTS, ArgsCache, run_script
 from surealived.tester_api import Attr, Tester
 
 
 class LuaTester(Tester):
     name = "lua"
     transport = "tcp"
+    shared = False  # a script sees the virtual (t.vname, t.vaddr...)
     attributes = (
         Attr("script", "path", mandatory=True, help="path of the Lua script"),
         Attr("params", "str", "", limit=1024, help="string handed to the script"),
@@ -25,6 +25,7 @@ class LuaTester(Tester):
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
         self.script = SCRIPTS.get(settings["script"])
+        self.args_cache: ArgsCache = {}  # the check thread's arguments, per target
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -33,7 +34,3 @@ class LuaTester(Tester):
         return [("script", script.error)] if script.error else []
 
     check = run_script  # run_script(self, probe): the check loop itself
-
-    def fast_driver(self) -> LuaDriver:
-        """The engine runs Lua checks on its fast path (``surealived/lua/fast.py``)."""
-        return LuaDriver(self)

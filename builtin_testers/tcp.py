@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from surealived.engine.fastpath import Exchange
 from surealived.tester_api import Probe, Result, Tester
+
+_UP = Result.up()
 
 
 class TcpTester(Tester):
@@ -13,8 +14,4 @@ class TcpTester(Tester):
     async def check(self, probe: Probe) -> Result:
         conn = await probe.connect()
         conn.close()
-        return Result.up()
-
-    def fast_exchange(self) -> Exchange:
-        """The same check for the engine's fast path: connect, nothing more."""
-        return Exchange()
+        return _UP

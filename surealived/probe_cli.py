@@ -18,8 +18,9 @@ from typing import Any
 import click
 
 from .attrs import BadValue, convert, default_of
-from .engine.probe import Transcript, run_check
+from .engine.flight import run_check
 from .engine.state import CheckTiming
+from .engine.transcript import Transcript
 from .logsetup import setup_logging
 from .maincfg import load_maincfg
 from .model import TESTER_ATTRS, FrozenOptions

@@ -3,9 +3,12 @@
 A tester is one class: the XML attributes it takes (``attributes``), the transport it needs, and
 one ``async def check(self, probe) -> Result``. The engine owns scheduling, deadlines, retries,
 TLS, source addresses, statistics and the transcript; a tester only talks to the real through
-the ``Probe`` it is given and returns a verdict. Raising ``ProbeError`` (or letting an
-``OSError`` or ``TimeoutError`` from the probe escape) means "down" with that reason; any other
-exception is a bug in the tester, logged with its traceback, and the check counts as failed.
+the ``Probe`` it is given and returns a verdict. Every method of the probe and its connections
+is served by the engine's one check runner, for built-in and third-party testers alike: a
+check awaits those (or ``probe.spawn`` for other work) and nothing else. Raising
+``ProbeError`` (or letting an ``OSError`` from the probe escape) means "down" with that reason;
+any other exception is a bug in the tester, logged with its traceback, and the check counts as
+failed.
 
 Built-in testers live in ``builtin_testers/``; third-party ones register through the entry point
 group ``surealived.testers`` or are ``*.py`` files in surealived.cfg ``modules_path``.
@@ -13,11 +16,13 @@ group ``surealived.testers`` or are ``*.py`` files in surealived.cfg ``modules_p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from .errors import SureAliveError
+
+T = TypeVar("T")
 
 __all__ = [
     "Attr",
@@ -137,6 +142,10 @@ class Probe(Protocol):
 
     async def connect(self) -> Connection: ...
     async def datagram(self) -> Datagram: ...
+    async def sleep(self, seconds: float) -> None: ...
+    # run work the probe does not cover (a subprocess, say) as a task of the event loop; it is
+    # cancelled at the check's deadline, and ``step`` names it in the timeout's reason
+    async def spawn(self, awaitable: Awaitable[T]) -> T: ...
     def note(self, text: str) -> None: ...
 
 
@@ -152,6 +161,9 @@ class Tester:
     aliases: ClassVar[tuple[str, ...]] = ()
     transport: ClassVar[str] = "tcp"
     attributes: ClassVar[tuple[Attr, ...]] = ()
+    # the same real with the same settings under several virtuals is checked once for all of
+    # them, unless the check depends on the virtual (a script reads ``t.vname``)
+    shared: ClassVar[bool] = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings

@@ -12,7 +12,8 @@ the verdict fans out, and each virtual still applies it to its own real and retr
 ``max_inflight`` checks run at once (so file descriptors never run out); extra ones wait in a
 queue, and the lag between a check's planned start and its real start is measured.
 
-The clock, the sleep and the check runner are injected so tests can drive rounds in fake time.
+Every check runs on one ``Runner`` (``flight.py``). The clock, the sleep and the timers are
+injected, and the runner takes the same ones, so tests drive rounds and checks in fake time.
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ from ..maincfg import MainConfig
 from ..model import RealConfig, VirtualConfig
 from ..registry import Registry
 from ..tester_api import Result, Target, Tester
-from .fastpath import FastPath, FastSpec
-from .probe import Transcript, run_check
+from .flight import CallLater, Runner
 from .state import CheckTiming, DaemonState, RealState, RoundReport, VirtualState
+from .transcript import Transcript
 
 log = logging.getLogger("surealived")
 
-Runner = Callable[..., Awaitable[tuple[Result, CheckTiming]]]
 Sleep = Callable[[float], Awaitable[Any]]
 _LAG_WINDOW = 1 << 16
 
@@ -158,13 +158,11 @@ Waiter = tuple[Round, int, RealState, str | None]
 class Check:
     """One check in flight (or waiting for a slot), and everyone waiting for its verdict."""
 
-    __slots__ = ("due", "fast", "key", "settings", "target", "tester", "transcript", "waiters")
+    __slots__ = ("due", "key", "settings", "target", "tester", "transcript", "waiters")
 
     def __init__(self, key: int, tester: Tester, target: Target,
-                 settings: Mapping[str, Any], due: float, transcript: Transcript | None,
-                 fast: FastSpec | None = None) -> None:
+                 settings: Mapping[str, Any], due: float, transcript: Transcript | None) -> None:
         self.key = key
-        self.fast = fast
         self.tester = tester
         self.target = target
         self.settings = settings
@@ -176,7 +174,7 @@ class Check:
 class Plan:
     """How one real of one virtual is checked: built once per configuration."""
 
-    __slots__ = ("comm_path", "fast", "key", "settings", "target", "tester")
+    __slots__ = ("comm_path", "key", "settings", "target", "tester")
 
     def __init__(self, engine: Engine, vconf: VirtualConfig, rconf: RealConfig) -> None:
         t = vconf.tester
@@ -196,10 +194,7 @@ class Plan:
         self.key = engine.probe_id((
             cls, rconf.options, rconf.addr, rconf.testport, t.ssl, t.sni, t.ssl_verify, t.ssl_ca,
             self.target.bindaddr, t.timeout, self.comm_path is not None,
-            vconf.name if cls.name == "lua" else None))
-        # the fast path replaces run_check, not a runner a test injected
-        self.fast = (FastSpec.of(self.tester, self.target)
-                     if engine.runner is run_check and self.comm_path is None else None)
+            vconf.name if not cls.shared else None))
 
 
 class VirtualRunner:
@@ -279,14 +274,14 @@ class Engine:
 
     def __init__(self, state: DaemonState, registry: Registry, maincfg: MainConfig, *,
                  clock: Callable[[], float] = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 runner: Runner = run_check, rng: random.Random | None = None,
+                 call_later: CallLater | None = None, rng: random.Random | None = None,
                  max_inflight: int | None = None) -> None:
         self.state = state
         self.registry = registry
         self.maincfg = maincfg
         self.clock = clock
         self.sleep = sleep
-        self.runner = runner
+        self.call_later = call_later
         self.rng = rng or random.Random()
         self.max_inflight = max_inflight or default_max_inflight(maincfg)
         self.metrics = EngineMetrics(on_time_ms=float(max(maincfg.loop_interval_ms, 1)))
@@ -296,7 +291,7 @@ class Engine:
         self.tasks: set[asyncio.Task[None]] = set()
         self._testers: dict[tuple[type[Tester], Any], Tester] = {}
         self._probe_ids: dict[tuple[Any, ...], int] = {}
-        self._fast: FastPath | None = None
+        self._runner: Runner | None = None
         self._stopped = asyncio.Event()
         self._comm_error_logged = False
 
@@ -364,9 +359,9 @@ class Engine:
         await asyncio.gather(*tasks, *self.tasks, return_exceptions=True)
         self.queue.clear()
         self.metrics.waiting = 0
-        if self._fast is not None:
-            self._fast.close()
-            self._fast = None
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
         self._stopped.set()
 
     # -- checks ---------------------------------------------------------------------------
@@ -379,8 +374,7 @@ class Engine:
             self.metrics.shared_checks += 1
             return
         transcript = Transcript() if plan.comm_path is not None else None
-        check = Check(plan.key, plan.tester, plan.target, plan.settings, due, transcript,
-                      plan.fast)
+        check = Check(plan.key, plan.tester, plan.target, plan.settings, due, transcript)
         check.waiters.append(waiter)
         self.inflight[plan.key] = check
         if self.metrics.inflight < self.max_inflight:
@@ -396,24 +390,11 @@ class Engine:
             m.peak_inflight = m.inflight
         m.checks_started += 1
         m.record_lag(self.clock() - check.due)
-        if check.fast is not None:
-            fast = self._fast
-            if fast is None:
-                fast = self._fast = FastPath(asyncio.get_running_loop(), self._finish)
-            fast.start(check, check.fast)
-            return
-        task = asyncio.get_running_loop().create_task(self._run(check))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self, check: Check) -> None:
-        try:
-            result, timing = await self.runner(check.tester, check.target, check.settings,
-                                               transcript=check.transcript)
-        except BaseException:
-            self._release(check)
-            raise
-        self._finish(check, result, timing)
+        runner = self._runner
+        if runner is None:
+            runner = self._runner = Runner(asyncio.get_running_loop(), self._finish,
+                                           clock=self.clock, call_later=self.call_later)
+        runner.start(check, check.tester, check.target, check.settings, check.transcript)
 
     def _release(self, check: Check) -> None:
         """A slot is free: start the next waiting check."""

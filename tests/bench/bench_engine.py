@@ -56,15 +56,27 @@ def address(i: int) -> str:
 LUA_SCRIPT = ROOT / "tests" / "bench" / "http_status.lua"
 
 
+# what each --tester runs: the tester's proto and its attributes (and SSL)
+TESTERS = {
+    "tcp": ("tcp", ""),
+    "http": ("http", ' url="/health" host="bench.example.test"'),
+    "http-body": ("http", ' url="/health" host="bench.example.test" naive="0" body_match="ok"'),
+    "https": ("http", ' url="/health" host="real1.example.test" SSL="1"'),
+    "dns": ("dns", ' request="example.test" qtype="soa"'),
+    "exec": ("exec", ' exec="/bin/true"'),
+    "lua": ("lua", f' script="{LUA_SCRIPT}"'),
+    "thirdparty": ("bench_http", ' url="/health" host="bench.example.test"'),
+}
+
+
 def build_xml(reals: int, per_virtual: int, tester: str, ports: list[int], loopdelay: float,
               timeout: float) -> str:
-    extra = {"http": ' url="/health" host="bench.example.test"',
-             "lua": f' script="{LUA_SCRIPT}"'}.get(tester, "")
+    proto, extra = TESTERS[tester]
     parts = ["<surealived>"]
     for v, first in enumerate(range(0, reals, per_virtual)):
         parts.append(f'<virtual name="v{v}" addr="10.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" '
                      f'port="80" proto="tcp" sched="wrr" rt="dr">')
-        parts.append(f'<tester proto="{tester}" testport="{ports[0]}" loopdelay="{loopdelay}" '
+        parts.append(f'<tester proto="{proto}" testport="{ports[0]}" loopdelay="{loopdelay}" '
                      f'timeout="{timeout}"{extra}/>')
         for i in range(first, min(first + per_virtual, reals)):
             parts.append(f'<real name="r{i}" addr="{address(i)}" port="80" weight="1" '
@@ -82,11 +94,16 @@ def nginx_workers() -> int:
 
 
 @contextlib.contextmanager
-def serve(deferred: bool, workers: int, pin: bool) -> Iterator[list[int]]:
+def serve(deferred: bool, workers: int, pin: bool, tester: str = "tcp") -> Iterator[list[int]]:
     """nginx in front of every real, on 16 ports (each with its own accept queue, 4096 max, as
-    many servers would have): the ports. ``pin``: nginx on the last CPU, this process on the
-    others (when there are several)."""
-    from tests.servers import nginx
+    many servers would have): the ports (https: nginx's TLS port; dns: dnsmasq's). ``pin``:
+    nginx on the last CPU, this process on the others (when there are several)."""
+    from tests.servers import dnsmasq, nginx
+
+    if tester == "dns":
+        with dnsmasq(listen="0.0.0.0") as dns:
+            yield [dns.port]
+        return
 
     cpus = sorted(os.sched_getaffinity(0))
     pinned = pin and len(cpus) > 1
@@ -96,7 +113,7 @@ def serve(deferred: bool, workers: int, pin: bool) -> Iterator[list[int]]:
                workers=workers) as web:
         if pinned:
             os.sched_setaffinity(0, cpus[:-1])
-        yield [web.port, *map(int, web.extra.values())]
+        yield [web.tls_port] if tester == "https" else [web.port, *map(int, web.extra.values())]
 
 
 def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict[str, object]:
@@ -108,7 +125,7 @@ def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict
     binary = Path(tempfile.mkdtemp(prefix="sd-bench-")) / "c_checker"
     subprocess.run([cc, "-O2", "-o", str(binary), str(Path(__file__).with_name("c_checker.c"))],
                    check=True)
-    kind = "tcp" if args.tester == "tcp" else "http"  # lua does the http exchange
+    kind = "tcp" if args.tester == "tcp" else "http"  # lua and thirdparty: the http exchange
     out = subprocess.run([str(binary), kind, str(args.reals), str(rate), str(args.seconds),
                           ",".join(map(str, ports))],
                          check=True, capture_output=True, text=True).stdout
@@ -130,7 +147,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     from surealived.registry import load_testers
     from surealived.xmlconfig import parse_config_bytes
 
-    registry = load_testers()
+    registry = load_testers(modules_path=str(Path(__file__).with_name("modules")))
     xml = build_xml(args.reals, args.per_virtual, args.tester, ports, args.loopdelay,
                     args.timeout)
     config = parse_config_bytes(xml.encode(), "/tmp/bench.xml", registry)
@@ -194,8 +211,11 @@ def arguments() -> argparse.ArgumentParser:
     """This script's options (bench_lua.py runs ``measure`` with them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reals", type=int, default=5000)
-    parser.add_argument("--tester", choices=("tcp", "http", "lua"), default="tcp",
-                        help="lua: tests/bench/http_status.lua, the http tester's exchange")
+    parser.add_argument("--tester", choices=tuple(TESTERS), default="tcp",
+                        help="http-body: naive=\"0\" with a body match; https: SSL=\"1\"; dns: "
+                             "dnsmasq on loopback; exec: /bin/true; lua: http_status.lua and "
+                             "thirdparty: modules/thirdparty_http.py (in tests/bench/), both "
+                             "the http tester's naive exchange")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--loopdelay", type=float, default=0.5)
@@ -227,7 +247,7 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.maxfd, hard), hard))
     pinned = args.pin and len(os.sched_getaffinity(0)) > 1
-    with serve(args.deferred_accept, args.nginx_workers, args.pin) as ports:
+    with serve(args.deferred_accept, args.nginx_workers, args.pin, args.tester) as ports:
         profiler = None
         if args.profile:
             import cProfile
@@ -245,7 +265,7 @@ def main() -> None:
 
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        if args.c_yardstick:
+        if args.c_yardstick and args.tester in ("tcp", "http", "lua", "thirdparty"):
             result.update(c_yardstick(args, ports, float(str(result["achieved_checks_per_s"]))))
             ours, theirs = result["cpu_us_per_check"], result["c_cpu_us_per_check"]
             if isinstance(ours, float) and isinstance(theirs, float) and theirs:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import Any
 
-from surealived.engine.state import CheckTiming
-from surealived.registry import load_testers
-from surealived.tester_api import Result, Target, Tester
+from surealived.registry import Registry, load_testers
+from surealived.tester_api import Probe, Result, Tester
 from surealived.xmlconfig import parse_config_bytes
 
 REGISTRY = load_testers()
@@ -17,6 +17,21 @@ REGISTRY = load_testers()
 
 def config_from(xml: str) -> Any:
     return parse_config_bytes(xml.encode(), "/tmp/test.xml", REGISTRY)
+
+
+class Timer:
+    """A handle of ``FakeTime.call_later``."""
+
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.callback: Callable[..., Any] | None = callback
+        self.args = args
+
+    def cancel(self) -> None:
+        self.callback = None
+
+    def fire(self, _future: asyncio.Future[None]) -> None:
+        if self.callback is not None:
+            self.callback(*self.args)
 
 
 class FakeTime:
@@ -36,6 +51,14 @@ class FakeTime:
         heapq.heappush(self._sleepers, (self.now + max(delay, 0.0), next(self._seq), future))
         await future
 
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """A timer of the runner's (a sleep, a deadline), in fake time."""
+        timer = Timer(callback, args)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(timer.fire)
+        heapq.heappush(self._sleepers, (self.now + max(delay, 0.0), next(self._seq), future))
+        return timer
+
     async def settle(self) -> None:
         for _ in range(50):
             await asyncio.sleep(0)
@@ -52,9 +75,10 @@ class FakeTime:
                 future.set_result(None)
 
 
-class FakeRunner:
-    """Stands in for ``run_check``: records each start, answers after ``duration`` fake
-    seconds with ``verdicts[rname]`` (up by default)."""
+class ScriptedChecks:
+    """Checks in fake time, on the engine's own runner: a tester (``tester_class``) that
+    records each start and answers after ``duration`` fake seconds (a ``probe.sleep``) with
+    ``verdicts[rname]`` (up by default)."""
 
     def __init__(self, time: FakeTime, duration: float = 0.0) -> None:
         self.time = time
@@ -62,10 +86,25 @@ class FakeRunner:
         self.starts: list[tuple[str, str, float]] = []  # (vname, rname, time)
         self.verdicts: dict[str, bool] = {}
 
-    async def __call__(self, tester: Tester, target: Target, settings: Any,
-                       *, transcript: Any = None) -> tuple[Result, CheckTiming]:
-        self.starts.append((target.vname, target.rname, self.time.now))
-        if self.duration:
-            await self.time.sleep(self.duration)
-        ok = self.verdicts.get(target.rname, True)
-        return (Result.up() if ok else Result.down("scripted failure")), CheckTiming()
+    def tester_class(self) -> type[Tester]:
+        checks = self
+
+        class Scripted(Tester):
+            name = "tcp"
+
+            async def check(self, probe: Probe) -> Result:
+                target = probe.target
+                checks.starts.append((target.vname, target.rname, checks.time.now))
+                if checks.duration:
+                    await probe.sleep(checks.duration)
+                if checks.verdicts.get(target.rname, True):
+                    return Result.up()
+                return Result.down("scripted failure")
+
+        return Scripted
+
+    def registry(self) -> Registry:
+        """The built-in testers, with ``tcp`` answered by this script."""
+        registry = Registry(dict(REGISTRY.testers), dict(REGISTRY.origins))
+        registry.testers["tcp"] = self.tester_class()
+        return registry

@@ -12,7 +12,7 @@ from surealived.engine.scheduler import Engine, plan_batches
 from surealived.engine.state import DaemonState
 from surealived.maincfg import MainConfig
 
-from .fakes import REGISTRY, FakeRunner, FakeTime, config_from
+from .fakes import FakeTime, ScriptedChecks, config_from
 
 
 def virtual(name: str, reals: int, *, addr_base: int = 1, loopdelay: float = 3,
@@ -29,13 +29,13 @@ def virtual(name: str, reals: int, *, addr_base: int = 1, loopdelay: float = 3,
 
 
 def make_engine(xml: str, *, duration: float = 0.0, max_inflight: int | None = None,
-                **maincfg: int) -> tuple[Engine, FakeTime, FakeRunner]:
+                **maincfg: int) -> tuple[Engine, FakeTime, ScriptedChecks]:
     time = FakeTime()
-    runner = FakeRunner(time, duration)
+    runner = ScriptedChecks(time, duration)
     settings = {"startup_delay_ms": 1000, "loop_interval_ms": 100, **maincfg}
     state = DaemonState(config_from(f"<surealived>{xml}</surealived>"))
-    engine = Engine(state, REGISTRY, MainConfig(**settings), clock=time.clock,
-                    sleep=time.sleep, runner=runner, rng=random.Random(7),
+    engine = Engine(state, runner.registry(), MainConfig(**settings), clock=time.clock,
+                    sleep=time.sleep, call_later=time.call_later, rng=random.Random(7),
                     max_inflight=max_inflight)
     return engine, time, runner
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from builtin_testers.lua import LuaTester
-from surealived.engine.probe import Transcript, run_check
+from surealived.engine.flight import run_check
 from surealived.engine.state import CheckTiming
+from surealived.engine.transcript import Transcript
 from surealived.tester_api import Result, Target
 from tests.testers.helpers import settings
 

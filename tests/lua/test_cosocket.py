@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from builtin_testers.lua import LuaTester
-from surealived.engine.probe import Transcript, run_check
+from surealived.engine.flight import run_check
+from surealived.engine.transcript import Transcript
 from tests.servers import free_port, nginx
 from tests.testers.helpers import settings
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from builtin_testers.lua import LuaTester
 from surealived.cli import main
-from surealived.engine.probe import run_check
+from surealived.engine.flight import run_check
 from surealived.lua import SCRIPTS, script_errors
 from surealived.tester_api import Target
 from tests.testers.helpers import settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builtin_testers.exec import ExecTester
-from surealived.engine.probe import Transcript
+from surealived.engine.transcript import Transcript
 
 from .helpers import check
 

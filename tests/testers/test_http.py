@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builtin_testers.http import HttpTester
-from surealived.engine.probe import Transcript
+from surealived.engine.transcript import Transcript
 from tests.servers import Nginx, nginx
 
 from .helpers import check

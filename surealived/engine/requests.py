@@ -1,0 +1,161 @@
+"""The request vocabulary: everything a check can ask the runner to do, one class each.
+
+A check (a tester's ``check`` coroutine, or a Lua script through its bridge) is a sequence of
+these requests. Each is awaitable: ``await Send(stream, data)`` yields the request itself to the
+runner (``engine/flight.py``), which serves it on its epoll set and resumes the coroutine with the
+reply (``coro.send``), or with an ``IOFailure`` (``coro.throw``). No task, future or timeout scope
+is made per check. Requests are plain slotted values; the runner's state is in its ``Stream`` and
+``Dgram`` objects, which a request names but does not own.
+
+``ms``: a socket timeout of the request's own (a Lua script's ``settimeout``), 0 for none; the
+check's deadline bounds every request anyway. ``what`` names the awaited piece in reasons
+("timeout after 5s waiting for the status line").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Generator
+from typing import Any
+
+# receive modes
+EXACTLY, LINE, UNTIL, SOME, ALL = range(5)
+# the transcript tag of what each mode reads, as the original's debugcomm wrote them
+READ_TAGS = ("sd_read <-", "sd_read <-", "sd_read <-", "sd_read_av <-", "sd_eof <-")
+
+
+class Request:
+    """Base of the requests: awaiting one hands it to the runner."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self)
+
+    def step(self) -> str:
+        """What the check is doing while this request waits (for a timeout's reason)."""
+        raise NotImplementedError
+
+
+class Connect(Request):
+    """A TCP connection to the real's address on ``port`` (from ``bind`` or the target's
+    ``bindaddr``), then TLS when ``tls``; the reply is the runner's ``Stream``."""
+
+    __slots__ = ("bind", "ms", "port", "sni", "tls", "verify")
+
+    def __init__(self, port: int, bind: str | None = None, ms: float = 0, tls: bool = False,
+                 sni: str | None = None, verify: bool = False) -> None:
+        self.port = port
+        self.bind = bind
+        self.ms = ms
+        self.tls = tls
+        self.sni = sni
+        self.verify = verify
+
+    def step(self) -> str:
+        return "connecting"
+
+
+class StartTls(Request):
+    """A TLS handshake on a connected stream (SNI ``sni``; the CA file is the target's)."""
+
+    __slots__ = ("ms", "sni", "stream", "verify")
+
+    def __init__(self, stream: Any, sni: str | None, verify: bool, ms: float = 0) -> None:
+        self.stream = stream
+        self.sni = sni
+        self.verify = verify
+        self.ms = ms
+
+    def step(self) -> str:
+        return "TLS handshake"
+
+
+class Send(Request):
+    """All of ``data`` on a stream or datagram socket; the reply is the byte count."""
+
+    __slots__ = ("data", "ms", "stream")
+
+    def __init__(self, stream: Any, data: bytes, ms: float = 0) -> None:
+        self.stream = stream
+        self.data = data
+        self.ms = ms
+
+    def step(self) -> str:
+        return "sending"
+
+
+class Receive(Request):
+    """A piece of a stream: ``EXACTLY`` ``size`` bytes, a ``LINE`` (without its end) of at most
+    ``size``, the bytes ``UNTIL`` ``delimiter`` (consumed, not returned) within ``size``,
+    ``SOME`` of what is there (b"" at the end of the stream), or ``ALL`` to the end (at most
+    ``size``)."""
+
+    __slots__ = ("delimiter", "mode", "ms", "size", "stream", "what")
+
+    def __init__(self, stream: Any, mode: int, size: int, what: str, ms: float = 0,
+                 delimiter: bytes = b"") -> None:
+        self.stream = stream
+        self.mode = mode
+        self.size = size
+        self.what = what
+        self.ms = ms
+        self.delimiter = delimiter
+
+    def step(self) -> str:
+        return f"waiting for {self.what}"
+
+
+class OpenDatagram(Request):
+    """A UDP socket connected to the real's address on ``port``; the reply is a ``Dgram``."""
+
+    __slots__ = ("bind", "port")
+
+    def __init__(self, port: int, bind: str | None = None) -> None:
+        self.port = port
+        self.bind = bind
+
+    def step(self) -> str:
+        return "connecting"
+
+
+class ReceiveDatagram(Request):
+    """One datagram of at most ``size`` bytes."""
+
+    __slots__ = ("ms", "size", "stream", "what")
+
+    def __init__(self, stream: Any, size: int, what: str, ms: float = 0) -> None:
+        self.stream = stream
+        self.size = size
+        self.what = what
+        self.ms = ms
+
+    def step(self) -> str:
+        return f"waiting for {self.what}"
+
+
+class Sleep(Request):
+    """Nothing for ``seconds``."""
+
+    __slots__ = ("seconds", "what")
+
+    def __init__(self, seconds: float, what: str = "sleeping") -> None:
+        self.seconds = seconds
+        self.what = what
+
+    def step(self) -> str:
+        return self.what
+
+
+class Spawn(Request):
+    """Work the other requests do not cover (a program run by ``exec``), run as a task of the
+    event loop; the reply is its result, its exception is raised in the check, and it is
+    cancelled at the check's deadline."""
+
+    __slots__ = ("awaitable", "what")
+
+    def __init__(self, awaitable: Awaitable[Any], what: str) -> None:
+        self.awaitable = awaitable
+        self.what = what
+
+    def step(self) -> str:
+        return self.what

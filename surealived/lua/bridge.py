@@ -1,0 +1,450 @@
+"""The bridge: one Lua check, its thread's requests turned into the runner's requests.
+
+Strategy: a check thread (``worker`` of the sandbox) runs one check after another; idle threads
+wait in ``Runtime.idle`` (one that raised or was abandoned at its deadline is never reused).
+Each time the check needs I/O, the thread yields a request ``code, socket id, arguments`` (plain
+values, a fixed shape per code; the codes are ``codes.py``'s) and ``run_script``, which is
+``LuaTester.check``, awaits the matching runner request like any Python tester and resumes the
+thread with the reply: data, a count, ``true``, or ``nil, err[, partial]``. A finished check
+yields ``DONE, status, reason, weight``. Errors are short and lowercase as OpenResty's
+(``timeout``, ``closed``, ``connection refused``: the runner's ``IOFailure.word``). A read
+timeout leaves the socket usable; every other error closes it.
+
+Sockets reach the real under test only: ``connect`` accepts the real's address (any port), so a
+script cannot be used to reach other hosts. The test port, from the tester's own source address,
+is in TLS when the tester says ``SSL="1"``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..engine.requests import (
+    ALL,
+    EXACTLY,
+    LINE,
+    SOME,
+    UNTIL,
+    Connect,
+    OpenDatagram,
+    Receive,
+    ReceiveDatagram,
+    Send,
+    Sleep,
+    StartTls,
+)
+from ..engine.sockets import IOFailure
+from ..logsetup import LEVELS
+from ..tester_api import Probe, Result, Target
+from .codes import (
+    BIND,
+    CLOSE,
+    CONNECT,
+    DONE,
+    LOG,
+    MAX_SOCKETS,
+    NOW,
+    PEER,
+    RECV_ALL,
+    RECV_ANY,
+    RECV_DGRAM,
+    RECV_EXACTLY,
+    RECV_LINE,
+    RECV_UNTIL,
+    SEND,
+    SLEEP,
+    TLS,
+)
+from .runtime import LuaError, LuaMemoryError
+from .scripts import SCRIPTS, SHARED_LOOK, Script
+
+log = logging.getLogger("surealived")
+monotonic = time.monotonic
+
+LINE_LIMIT = 65536
+ALL_LIMIT = 1 << 20
+EXACT_LIMIT = 16 << 20
+UNTIL_LIMIT = 1 << 20
+MEMORY = "memory limit of the Lua runtime reached"
+IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
+ARGS_CACHE = 100_000  # targets whose check arguments a tester keeps
+
+
+class SockError(Exception):
+    """An error of the bridge's own handed back to Lua as ``nil, err``."""
+
+    def __init__(self, err: str, keep: bool = False) -> None:
+        super().__init__(err)
+        self.err = err
+        self.keep = keep  # the socket stays usable
+
+
+class Slot:
+    """One Lua socket of a check."""
+
+    __slots__ = ("bind", "dgram", "stream", "tls")
+
+    def __init__(self) -> None:
+        self.stream: Any = None  # the runner's Stream
+        self.dgram: Any = None  # the runner's Dgram
+        self.bind: str | None = None
+        self.tls = False
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        if self.dgram is not None:
+            self.dgram.close()
+            self.dgram = None
+
+
+def _normal_addr(text: str) -> str | None:
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return None
+
+
+class Session:
+    """The Python side of one Lua check: its sockets, and a method per request code.
+
+    Every method takes the whole request tuple (``code, socket id, arguments``) and returns the
+    reply; errors are raised (``SockError``, ``IOFailure``) and turned into ``nil, err
+    [, partial]`` by ``run_script``."""
+
+    __slots__ = ("probe", "script", "slots", "target")
+
+    def __init__(self, script: Script, probe: Probe) -> None:
+        self.script = script
+        self.probe = probe
+        self.target = probe.target
+        self.slots: dict[int, Slot] = {}
+
+    def failed(self, request: tuple[Any, ...], err: str, partial: bytes | None,
+               keep: bool) -> tuple[None, bytes, bytes | None]:
+        """The reply to a failed request; the socket is closed unless ``keep``."""
+        if not keep and request[0] in SOCKET_CODES:
+            slot = self.slots.get(request[1])
+            if slot is not None:
+                slot.close()
+        return None, err.encode(), partial
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            slot.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def slot(self, sid: int) -> Slot:
+        slot = self.slots.get(sid)
+        if slot is None:
+            if type(sid) is not int or not 0 < sid <= MAX_SOCKETS:  # a script set sock._id
+                raise SockError(f"not a socket of this check (at most {MAX_SOCKETS})")
+            slot = self.slots[sid] = Slot()
+        return slot
+
+    def stream(self, sid: int) -> Any:
+        slot = self.slots.get(sid)
+        if slot is None or slot.stream is None:
+            raise SockError("closed")
+        return slot.stream
+
+    def check_host(self, host: bytes | bool) -> None:
+        """Refuse any host but the real's (``false`` from Lua: the real's address itself)."""
+        if host is False:
+            return
+        assert isinstance(host, bytes)
+        if _normal_addr(host.decode("utf-8", "replace")) != self.target.addr:
+            raise SockError(f"only the real under test ({self.target.addr}) may be reached")
+
+    def test_port(self, port: int, slot: Slot) -> bool:
+        """The tester's own port and source address (TLS with SSL="1")."""
+        return port == self.target.port and slot.bind in (None, self.target.bindaddr)
+
+    # -- requests --------------------------------------------------------------------------
+    async def bind(self, request: tuple[Any, ...]) -> Any:
+        _, sid, addr = request
+        text = _normal_addr(addr.decode("utf-8", "replace"))
+        if text is None:
+            raise SockError(f"bad address {addr.decode('utf-8', 'replace')!r}")
+        if (":" in text) != (":" in self.target.addr):
+            raise SockError("address family differs from the real's")
+        self.slot(sid).bind = text
+        return 1
+
+    async def connect(self, request: tuple[Any, ...]) -> Any:
+        _, sid, host, port, ms = request
+        self.check_host(host)
+        slot = self.slot(sid)
+        slot.close()
+        target = self.target
+        if self.test_port(port, slot):
+            sni = target.sni or self.probe.settings.get("host") or None
+            slot.stream = await Connect(port, None, ms or 0, target.ssl, sni,
+                                        target.ssl_verify)
+            slot.tls = target.ssl
+        else:
+            slot.stream = await Connect(port, slot.bind, ms or 0)
+            slot.tls = False
+        return 1
+
+    async def peer(self, request: tuple[Any, ...]) -> Any:
+        _, sid, host, port = request
+        self.check_host(host)
+        slot = self.slot(sid)
+        slot.close()
+        slot.dgram = await OpenDatagram(port, None if self.test_port(port, slot) else slot.bind)
+        return 1
+
+    async def tls(self, request: tuple[Any, ...]) -> Any:
+        _, sid, sni, verify, ms = request
+        slot = self.slots.get(sid)
+        if slot is None or slot.stream is None:
+            raise SockError("closed")
+        if not slot.tls:
+            name = sni.decode("utf-8", "replace") if sni else self.target.sni
+            try:
+                await StartTls(slot.stream, name, bool(verify), ms or 0)
+            except IOFailure as exc:
+                slot.close()
+                raise SockError(f"handshake failed: {exc.word}") from None
+            slot.tls = True
+        return True
+
+    async def send(self, request: tuple[Any, ...]) -> Any:
+        _, sid, data, ms = request
+        slot = self.slots.get(sid)
+        sock = None if slot is None else (slot.stream or slot.dgram)
+        if sock is None:
+            raise SockError("closed")
+        return await Send(sock, data, ms or 0)
+
+    # Stream reads: on "closed", what had arrived goes back as the partial data.
+    async def receive_exactly(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
+        stream = self.stream(sid)
+        if n > EXACT_LIMIT:
+            raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
+        n = int(n)
+        return await Receive(stream, EXACTLY, n, f"{n} bytes", ms or 0)
+
+    async def receive_line(self, request: tuple[Any, ...]) -> Any:
+        _, sid, _, ms = request
+        return await Receive(self.stream(sid), LINE, LINE_LIMIT, "a line", ms or 0)
+
+    async def receive_all(self, request: tuple[Any, ...]) -> Any:
+        _, sid, _, ms = request
+        return await Receive(self.stream(sid), ALL, ALL_LIMIT, "the end of the reply", ms or 0)
+
+    async def receive_any(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
+        data = await Receive(self.stream(sid), SOME, min(int(n), EXACT_LIMIT), "data", ms or 0)
+        if not data:
+            raise SockError("closed")
+        return data
+
+    async def receive_until(self, request: tuple[Any, ...]) -> Any:
+        _, sid, pattern, ms = request
+        return await Receive(self.stream(sid), UNTIL, UNTIL_LIMIT, repr(pattern), ms or 0,
+                             pattern)
+
+    async def receive_datagram(self, request: tuple[Any, ...]) -> Any:
+        _, sid, n, ms = request
+        slot = self.slots.get(sid)
+        if slot is None or slot.dgram is None:
+            raise SockError("closed")
+        return await ReceiveDatagram(slot.dgram, min(int(n), 65535), "a reply", ms or 0)
+
+    async def close_slot(self, request: tuple[Any, ...]) -> Any:
+        slot = self.slots.get(request[1])
+        if slot is None or (slot.stream is None and slot.dgram is None):
+            raise SockError("closed")
+        slot.close()
+        return 1
+
+    async def sleep(self, request: tuple[Any, ...]) -> Any:
+        await Sleep(request[2] / 1000, "in sd.sleep()")
+        return 1
+
+    async def now(self, request: tuple[Any, ...]) -> Any:
+        return time.time()
+
+    async def log(self, request: tuple[Any, ...]) -> Any:
+        _, level, message = request
+        log_line(self.script, self.target, level, message, self.probe)
+        return None
+
+
+def log_line(script: Script, target: Target, level: bytes, message: bytes,
+             probe: Probe | None = None) -> None:
+    """A line of ``sd.log``/``print`` in the log (and the probe's transcript)."""
+    text = message.decode("utf-8", "replace")
+    name = level.decode()
+    log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", script.name, target.rname,
+            target.addr, text)
+    if probe is not None:
+        probe.note(f"lua {name}: {text}")
+
+
+OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
+    CONNECT: Session.connect, TLS: Session.tls, SEND: Session.send, CLOSE: Session.close_slot,
+    BIND: Session.bind, PEER: Session.peer, RECV_EXACTLY: Session.receive_exactly,
+    RECV_LINE: Session.receive_line, RECV_ALL: Session.receive_all,
+    RECV_ANY: Session.receive_any, RECV_UNTIL: Session.receive_until,
+    RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
+    LOG: Session.log,
+}
+SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
+                          RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _result(script: Script, done: tuple[Any, ...]) -> Result:
+    """The verdict a check thread handed back: ``DONE, status, reason, weight`` (kept per script:
+    a script gives a few verdicts over and over)."""
+    verdicts = script.verdicts
+    result = verdicts.get(done)
+    if result is not None:
+        return result
+    result = _new_result(script, done)
+    if result.ok or done[1] == b"down":  # not errors: those are logged and counted every time
+        if len(verdicts) >= 64:
+            verdicts.clear()
+        verdicts[done] = result
+    return result
+
+
+def _new_result(script: Script, done: tuple[Any, ...]) -> Result:
+    _, status, reason, weight = done
+    text = _text(reason)
+    if status == b"up":
+        return Result.up(text)
+    if status == b"down":
+        return Result.down(text)
+    if status == b"weight":
+        return Result.with_weight(int(weight), reason=text)
+    if status == b"percent":
+        return Result.with_weight(int(weight), percent=True, reason=text)
+    return _script_error(script, text)
+
+
+def _script_error(script: Script, text: str) -> Result:
+    if text.startswith(MEMORY):
+        script.runtime.recover()
+    script.report_once(text)
+    SCRIPTS.count_error()
+    return Result.down(f"lua: {text}")
+
+
+def error_ended(script: Script, target: Target, exc: LuaError,
+                probe: Probe | None = None) -> Result:
+    """The check raised: log what it printed before, then fail with the error's first line."""
+    logs = list(script.runtime.drain().values())
+    for level, message in zip(logs[::2], logs[1::2], strict=False):
+        log_line(script, target, level, message, probe)
+    if isinstance(exc, LuaMemoryError):
+        return _script_error(script, MEMORY)
+    text = str(exc).splitlines()[0] if str(exc) else "error object is not a string"
+    return _script_error(script, text)
+
+
+ArgsCache = dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]]
+
+
+def check_args(script: Script, t: Target, settings: Any, cache: ArgsCache) -> tuple[Any, ...]:
+    """The arguments of a check thread for this check: the script's version, the instruction
+    budget and the metatable of the target's fields (the sandbox's ``target()``), made once
+    per target in ``cache`` (the engine reuses targets) in the script's runtime (the factory is
+    the runtime's: a check of another script makes its own)."""
+    factory, budget = script.factory, script.limits.instructions
+    cached = cache.get(id(t))
+    if (cached is not None and cached[0] is t and cached[1] is settings
+            and cached[2] is factory and cached[3] == budget):
+        return cached[4]
+    params = settings.get("params", "")
+    record = script.runtime.target(
+        t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport, t.vproto.encode(),
+        t.vfwmark, t.rname.encode(), t.rport, params.encode(), int(t.timeout * 1000), t.ssl)
+    args = (factory, budget, record)
+    if len(cache) > ARGS_CACHE:
+        cache.clear()
+    cache[id(t)] = (t, settings, factory, budget, args)
+    return args
+
+
+class HasScript(Protocol):
+    script: Script
+    args_cache: ArgsCache
+
+
+def take_thread(script: Script, target: Target, settings: Any, cache: ArgsCache
+                ) -> tuple[Any, Any] | Result:
+    """A check thread for one check of ``script`` and the first value to resume it with (an idle
+    thread of the runtime, or a new one); or the verdict when the script cannot run. The caller
+    owns one count of ``script.running`` from here and gives it back with ``release_thread``."""
+    if not script.running or monotonic() - script.looked >= SHARED_LOOK:
+        script.refresh_for_check()
+    if script.factory is None:
+        return Result.down(f"lua: {script.error}")
+    runtime = script.runtime
+    try:
+        args = check_args(script, target, settings, cache)
+    except LuaError:  # no memory left in the runtime for the target's table
+        return _script_error(script, MEMORY)
+    script.running += 1
+    idle = runtime.idle
+    if idle:
+        return idle.pop(), args
+    return runtime.worker.coroutine(*args), None
+
+
+def release_thread(script: Script, co: Any = None) -> None:
+    """Give back what ``take_thread`` gave: the count of ``script.running``, and the thread
+    ``co`` to the idle ones (a thread whose check ended well; one that raised or was abandoned
+    is not reused)."""
+    script.running -= 1
+    if co is not None and len(script.runtime.idle) < IDLE_THREADS:
+        script.runtime.idle.append(co)
+
+
+async def run_script(owner: HasScript, probe: Probe) -> Result:
+    """One check of ``owner.script`` against the probe's target, on an idle thread of its
+    runtime (a new one when none is idle). ``LuaTester.check`` is this function."""
+    script = owner.script
+    target = probe.target
+    taken = take_thread(script, target, probe.settings, owner.args_cache)
+    if isinstance(taken, Result):
+        return taken
+    co, reply = taken
+    send = co.send
+    session = Session(script, probe)
+    kept = None  # the thread, once its check ended well
+    try:
+        while True:
+            try:
+                request = send(reply)
+            except LuaError as exc:
+                return error_ended(script, target, exc, probe)
+            code = request[0] if type(request) is tuple else -1
+            if code == DONE:
+                kept = co
+                return _result(script, request)
+            op = OPS.get(code)
+            if op is None:  # only the sandbox yields to Python: a bug there
+                return Result.down(f"lua: unknown request {request!r}"[:200])
+            try:
+                reply = await op(session, request)
+            except SockError as exc:
+                reply = session.failed(request, exc.err, None, exc.keep)
+            except IOFailure as exc:
+                reply = session.failed(request, exc.word, exc.partial, exc.keep)
+    finally:
+        release_thread(script, kept)
+        session.close()
