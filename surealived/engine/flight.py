@@ -75,6 +75,7 @@ log = logging.getLogger("surealived")
 _IN, _OUT, _ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR
 _READABLE = _IN | _ERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITABLE = _OUT | _ERR | select.EPOLLHUP
+_FAILED = _ERR | select.EPOLLHUP
 _EVENTS = _IN | _OUT | select.EPOLLRDHUP | select.EPOLLET
 _CHUNK = 65536
 _SOL_SOCKET, _SO_ERROR = _socket.SOL_SOCKET, _socket.SO_ERROR
@@ -96,26 +97,21 @@ def tls_context(verify: bool, cafile: str | None) -> ssl.SSLContext:
     return context
 
 
-class Stream:
-    """A TCP connection of a check: its socket, receive buffer, TLS state and counters."""
+class Socket:
+    """A socket of a check, watched by the runner's epoll set until it closes."""
 
-    __slots__ = ("batch", "buffer", "eof", "fd", "flight", "port", "readable", "received",
-                 "sent", "sock", "tls", "tls_in", "tls_out", "unsent", "writable")
+    __slots__ = ("batch", "failed", "fd", "flight", "port", "readable", "received", "sent",
+                 "sock", "writable")
 
     def __init__(self, flight: Flight, sock: _socket.socket, port: int) -> None:
         self.flight = flight
         self.sock: _socket.socket | None = sock
         self.fd = sock.fileno()
         self.port = port
-        self.buffer = ReceiveBuffer()
-        self.eof = False
         self.readable = False  # an EPOLLIN edge came since a read last found nothing
         self.writable = False
-        self.unsent: memoryview | bytes = b""
+        self.failed = False  # EPOLLERR or EPOLLHUP came: SO_ERROR says why
         self.sent = self.received = 0
-        self.tls: ssl.SSLObject | None = None
-        self.tls_in: ssl.MemoryBIO | None = None
-        self.tls_out: ssl.MemoryBIO | None = None
         self.batch = flight.runner.watch(self)
 
     def close(self) -> None:
@@ -124,6 +120,21 @@ class Stream:
             self.sock = None
             del self.flight.runner.sockets[self.fd]
             sock.close()  # also leaves the epoll set
+
+
+class Stream(Socket):
+    """A TCP connection of a check: its socket, receive buffer, TLS state and counters."""
+
+    __slots__ = ("buffer", "eof", "tls", "tls_in", "tls_out", "unsent")
+
+    def __init__(self, flight: Flight, sock: _socket.socket, port: int) -> None:
+        self.buffer = ReceiveBuffer()
+        self.eof = False
+        self.unsent: memoryview | bytes = b""
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in: ssl.MemoryBIO | None = None
+        self.tls_out: ssl.MemoryBIO | None = None
+        super().__init__(flight, sock, port)
 
     def flush(self, step: str) -> bool:
         """Send what is queued (TLS records, the rest of a send); False while some is left."""
@@ -207,28 +218,10 @@ class Stream:
         return plain if plain else (None if raw else b"")
 
 
-class Dgram:
+class Dgram(Socket):
     """A connected UDP socket of a check."""
 
-    __slots__ = ("batch", "fd", "flight", "port", "readable", "received", "sent", "sock",
-                 "writable")
-
-    def __init__(self, flight: Flight, sock: _socket.socket, port: int) -> None:
-        self.flight = flight
-        self.sock: _socket.socket | None = sock
-        self.fd = sock.fileno()
-        self.port = port
-        self.readable = False
-        self.writable = True
-        self.sent = self.received = 0
-        self.batch = flight.runner.watch(self)
-
-    def close(self) -> None:
-        sock = self.sock
-        if sock is not None:
-            self.sock = None
-            del self.flight.runner.sockets[self.fd]
-            sock.close()
+    __slots__ = ()
 
 
 # -- serving requests: each returns the reply, WAIT, or raises IOFailure ---------------------
@@ -262,7 +255,7 @@ def _connecting(flight: Flight, request: Connect) -> Any:
     assert isinstance(stream, Stream) and stream.sock is not None
     if not stream.writable:
         return WAIT
-    err = stream.sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+    err = stream.sock.getsockopt(_SOL_SOCKET, _SO_ERROR) if stream.failed else 0
     if err:
         stream.close()
         raise flight.connect_failed(errno_failure("connect", err))
@@ -542,10 +535,10 @@ class Flight:
         self.deadline = self.started + target.timeout
         self.connected = 0.0
         self.coro: Coroutine[Any, Any, Any] | None = None
-        self.streams: list[Stream | Dgram] = []
+        self.streams: list[Socket] = []
         self.request: Any = None  # the request that waits
         self.retry_fn: Callable[[Flight, Any], Any] | None = None
-        self.wait_stream: Stream | Dgram | None = None
+        self.wait_stream: Socket | None = None
         self.step: str | None = None  # overrides the request's step (a TLS handshake)
         self.timer: Any = None  # a sleep or a request's own timeout
         self.task: asyncio.Future[Any] | None = None
@@ -780,7 +773,7 @@ class Runner:
         self.clock = clock
         self.call_later: CallLater = call_later or loop.call_later
         self.epoll = select.epoll()
-        self.sockets: dict[int, Stream | Dgram] = {}
+        self.sockets: dict[int, Socket] = {}
         self.deadlines: dict[float, deque[Flight]] = {}  # flights by timeout, each sorted
         self.tasks: set[asyncio.Future[Any]] = set()
         self.timer: Any = None
@@ -807,7 +800,7 @@ class Runner:
             flight.end(Result.down(self.tester_bug(tester, exc)))
         flight.starting = False
 
-    def watch(self, stream: Stream | Dgram) -> int:
+    def watch(self, stream: Socket) -> int:
         """Serve a new socket's readiness; returns the batch it was made in: a readiness
         batch can hold events of a socket closed earlier in the same batch whose descriptor
         number a new socket took, and those are not the new socket's."""
@@ -827,6 +820,8 @@ class Runner:
                 stream.readable = True
             if events & _WRITABLE:
                 stream.writable = True
+                if events & _FAILED:
+                    stream.failed = True
             flight = stream.flight
             if flight.wait_stream is not stream or flight.retry_fn is None:
                 continue  # nothing waits on it: the next request finds the flags
