@@ -4,7 +4,7 @@ done here on the engine's probe layer.
 Strategy: a check thread (``worker`` of the prelude) runs one check after another; idle threads
 wait in ``Runtime.idle`` (one that raised or was abandoned at its deadline is never reused).
 Each time the check needs I/O, the thread yields a request ``code, socket id, arguments`` (plain
-values, a fixed shape per code; the codes are below and in the prelude) and the driver awaits
+values, a fixed shape per code; the codes are in ``codes.py``) and the driver awaits
 the I/O and resumes it with the reply: data, a count, ``true``, or ``nil, err[, partial]``.
 A finished check yields ``DONE, status, reason, weight``. The usual requests (connecting to the
 test port, sending, reading N bytes, without a timeout) are done in the loop of ``run_script``
@@ -34,6 +34,25 @@ from typing import Any, Protocol
 from ..engine.probe import CheckProbe, TcpConnection, UdpDatagram, describe_oserror
 from ..logsetup import LEVELS
 from ..tester_api import Connection, Datagram, Probe, ProbeError, Result, Target
+from .codes import (
+    BIND,
+    CLOSE,
+    CONNECT,
+    DONE,
+    LOG,
+    MAX_SOCKETS,
+    NOW,
+    PEER,
+    RECV_ALL,
+    RECV_ANY,
+    RECV_DGRAM,
+    RECV_EXACTLY,
+    RECV_LINE,
+    RECV_UNTIL,
+    SEND,
+    SLEEP,
+    TLS,
+)
 from .runtime import LuaError, LuaMemoryError
 from .scripts import SCRIPTS, SHARED_LOOK, Script
 
@@ -44,7 +63,6 @@ LINE_LIMIT = 65536
 ALL_LIMIT = 1 << 20
 EXACT_LIMIT = 16 << 20
 UNTIL_LIMIT = 1 << 20
-MAX_SOCKETS = 16  # per check, as the prelude's MAX_SOCKETS
 MEMORY = "memory limit of the Lua runtime reached"
 IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
 
@@ -358,11 +376,6 @@ async def _timed(job: Awaitable[Any], ms: float) -> Any:
     async with asyncio.timeout(ms / 1000):
         return await job
 
-
-# Request codes: the first value of every yield of a check thread (the prelude has the same).
-DONE, CONNECT, TLS, SEND, CLOSE, BIND, PEER = range(7)
-RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM = range(7, 13)
-SLEEP, NOW, LOG = range(13, 16)
 
 OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
     CONNECT: Session.connect, TLS: Session.tls, SEND: Session.send, CLOSE: Session.close_slot,

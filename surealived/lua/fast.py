@@ -33,19 +33,11 @@ from ..engine.buffer import ReceiveBuffer
 from ..engine.fastpath import FastPath, FastSpec, open_stream, timing_of
 from ..engine.probe import CheckProbe, TcpConnection, describe_oserror, run_check
 from ..tester_api import ProbeError, Result
+from .codes import CLOSE, CONNECT, DONE, MAX_SOCKETS, NOW, RECV_ALL, RECV_EXACTLY, RECV_LINE, SEND
 from .driver import (
     ALL_LIMIT,
-    CLOSE,
-    CONNECT,
-    DONE,
     EXACT_LIMIT,
     LINE_LIMIT,
-    MAX_SOCKETS,
-    NOW,
-    RECV_ALL,
-    RECV_EXACTLY,
-    RECV_LINE,
-    SEND,
     HasScript,
     Slot,
     _result,

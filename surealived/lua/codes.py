@@ -1,0 +1,34 @@
+"""What the Lua files and Python agree on: the request codes and the sockets per check.
+
+A check thread yields a request whose first value is a code: the position of its name in
+``NAMES``. The prelude repeats the numbers (until it reads them from here).
+"""
+
+from __future__ import annotations
+
+NAMES = (
+    "DONE",  # a check ended: DONE, status, reason, weight
+    "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER",
+    "RECV_EXACTLY", "RECV_LINE", "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM",
+    "SLEEP", "NOW", "LOG",
+)
+CODES = {name: code for code, name in enumerate(NAMES)}
+
+DONE = CODES["DONE"]
+CONNECT = CODES["CONNECT"]
+TLS = CODES["TLS"]
+SEND = CODES["SEND"]
+CLOSE = CODES["CLOSE"]
+BIND = CODES["BIND"]
+PEER = CODES["PEER"]
+RECV_EXACTLY = CODES["RECV_EXACTLY"]
+RECV_LINE = CODES["RECV_LINE"]
+RECV_ALL = CODES["RECV_ALL"]
+RECV_ANY = CODES["RECV_ANY"]
+RECV_UNTIL = CODES["RECV_UNTIL"]
+RECV_DGRAM = CODES["RECV_DGRAM"]
+SLEEP = CODES["SLEEP"]
+NOW = CODES["NOW"]
+LOG = CODES["LOG"]
+
+MAX_SOCKETS = 16  # sockets a check may open (sd.tcp() and sd.udp() refuse more)
