@@ -1,7 +1,9 @@
 """What the Lua files and Python agree on: the request codes and the sockets per check.
 
 A check thread yields a request whose first value is a code: the position of its name in
-``NAMES``. The prelude repeats the numbers (until it reads them from here).
+``NAMES``. ``runtime.Runtime`` hands ``CODES`` (name -> code) and ``MAX_SOCKETS`` to the Lua
+files as they load (``lib.codes`` and ``lib.MAX_SOCKETS`` there), so the numbers are written
+here only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The coroutine driver: one Lua check run on a check thread of the script's runtime, its I/O
 done here on the engine's probe layer.
 
-Strategy: a check thread (``worker`` of the prelude) runs one check after another; idle threads
+Strategy: a check thread (``worker``, lua/worker.lua) runs one check after another; idle threads
 wait in ``Runtime.idle`` (one that raised or was abandoned at its deadline is never reused).
 Each time the check needs I/O, the thread yields a request ``code, socket id, arguments`` (plain
 values, a fixed shape per code; the codes are in ``codes.py``) and the driver awaits
@@ -125,7 +125,7 @@ class Session:
     """The Python side of one Lua check: its sockets and the requests' implementations.
 
     Every request method takes the whole request tuple (``code, socket id, arguments``, a fixed
-    shape per code, made by the prelude) and returns the reply; errors are raised (``SockError``,
+    shape per code, made by lua/sock.lua) and returns the reply; errors are raised (``SockError``,
     ``TimeoutError`` of a socket timeout, ``ProbeError``, ``OSError``) and turned into
     ``nil, err[, partial]`` by ``run_script``.
     """
@@ -451,7 +451,7 @@ _args_cache: dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]] = {}
 
 def check_args(script: Script, t: Target, settings: Any) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
-    budget and the metatable of the target's fields (the prelude's ``target()``), made once
+    budget and the metatable of the target's fields (``target()`` of ``lua/worker.lua``), made once
     per target (the engine reuses them) in the script's runtime (the factory is the runtime's:
     a check of another script makes its own)."""
     factory, budget = script.factory, script.limits.instructions
@@ -561,7 +561,7 @@ async def drive(script: Script, probe: Probe, co: Any, reply: Any, slots: dict[i
                             reply = await conn.receive_exactly(int(request[2]))
                             continue
                 op = OPS.get(code)
-                if op is None:  # only the prelude yields to Python: a bug there
+                if op is None:  # only lua/*.lua yield to Python: a bug there
                     raise ProbeError(f"lua: unknown request {request!r}"[:200])
                 if session is None:
                     session = Session(script, probe, slots)
