@@ -2,7 +2,7 @@
 
 ``scripts.SCRIPTS`` holds every script in use (hot edits, errors for the status output);
 ``bridge.run_script`` runs one check (it is ``LuaTester.check``). The Lua side of the sandbox
-is in ``prelude``.
+is in ``lua/*.lua`` (loaded by ``runtime``), the request codes both sides use in ``codes``.
 """
 
 from .bridge import ArgsCache, run_script

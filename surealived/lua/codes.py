@@ -1,15 +1,36 @@
-"""The request codes of a check thread: the first value of every yield from Lua to Python.
+"""What the Lua files and Python agree on: the request codes and the sockets per check.
 
-One list, read by both languages: Python takes the constants below, and the runtime hands the
-same names and numbers to the sandbox's Lua files.
+A check thread yields a request whose first value is a code: the position of its name in
+``NAMES``. ``runtime.Runtime`` hands ``CODES`` (name -> code) and ``MAX_SOCKETS`` to the Lua
+files as they load (``lib.codes`` and ``lib.MAX_SOCKETS`` there), so the numbers are written
+here only.
 """
 
 from __future__ import annotations
 
-NAMES = ("DONE", "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER", "RECV_EXACTLY", "RECV_LINE",
-         "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM", "SLEEP", "NOW", "LOG")
-CODES = {name: number for number, name in enumerate(NAMES)}
-MAX_SOCKETS = 16  # sockets a check may open
+NAMES = (
+    "DONE",  # a check ended: DONE, status, reason, weight
+    "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER",
+    "RECV_EXACTLY", "RECV_LINE", "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM",
+    "SLEEP", "NOW", "LOG",
+)
+CODES = {name: code for code, name in enumerate(NAMES)}
 
-(DONE, CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_ANY,
- RECV_UNTIL, RECV_DGRAM, SLEEP, NOW, LOG) = range(len(NAMES))
+DONE = CODES["DONE"]
+CONNECT = CODES["CONNECT"]
+TLS = CODES["TLS"]
+SEND = CODES["SEND"]
+CLOSE = CODES["CLOSE"]
+BIND = CODES["BIND"]
+PEER = CODES["PEER"]
+RECV_EXACTLY = CODES["RECV_EXACTLY"]
+RECV_LINE = CODES["RECV_LINE"]
+RECV_ALL = CODES["RECV_ALL"]
+RECV_ANY = CODES["RECV_ANY"]
+RECV_UNTIL = CODES["RECV_UNTIL"]
+RECV_DGRAM = CODES["RECV_DGRAM"]
+SLEEP = CODES["SLEEP"]
+NOW = CODES["NOW"]
+LOG = CODES["LOG"]
+
+MAX_SOCKETS = 16  # sockets a check may open (sd.tcp() and sd.udp() refuse more)

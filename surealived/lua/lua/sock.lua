@@ -1,0 +1,240 @@
+-- sock.lua: the socket API scripts use, the ``sd`` table (sd.tcp(), sd.udp(), sd.log(),
+-- sd.sleep(), sd.now()), in the manner of OpenResty's cosockets. It checks the arguments and
+-- turns each call into one request to Python (sandbox.request): a code of codes.py, the socket
+-- id and plain values; the reply is the call's result, a value or nil, err[, partial].
+local lib = ...
+local sandbox, codes = lib.sandbox, lib.codes
+local MAX_SOCKETS = lib.MAX_SOCKETS
+local CONNECT, TLS, SEND, CLOSE, BIND, PEER = codes.CONNECT, codes.TLS, codes.SEND, codes.CLOSE,
+  codes.BIND, codes.PEER
+local RECV_EXACTLY, RECV_LINE, RECV_ALL = codes.RECV_EXACTLY, codes.RECV_LINE, codes.RECV_ALL
+local RECV_ANY, RECV_UNTIL, RECV_DGRAM = codes.RECV_ANY, codes.RECV_UNTIL, codes.RECV_DGRAM
+local SLEEP, NOW = codes.SLEEP, codes.NOW
+
+local request, log, current = sandbox.request, sandbox.log, sandbox.current
+local setmetatable, rawget = setmetatable, rawget
+local type, select, error = type, select, error
+local tostring, tonumber = tostring, tonumber
+local floor = math.floor
+local concat = table.concat
+local s_sub = string.sub
+
+local function sock_id(self, name)
+  local id = type(self) == "table" and rawget(self, "_id")
+  if not id then
+    error("bad argument #1 to '" .. name .. "' (socket expected; call it as sock:" .. name
+          .. "(...))", 3)
+  end
+  return id
+end
+
+local function want_port(port, name, argn)
+  local p = tonumber(port)
+  if not p or p ~= floor(p) or p < 1 or p > 65535 then
+    error("bad argument #" .. argn .. " to '" .. name .. "' (port 1..65535 expected, got "
+          .. tostring(port) .. ")", 3)
+  end
+  return p
+end
+
+local function want_ms(ms, name, argn)
+  if ms == nil then return nil end
+  local v = tonumber(ms)
+  if not v or v < 0 then
+    error("bad argument #" .. argn .. " to '" .. name .. "' (milliseconds >= 0 expected, got "
+          .. tostring(ms) .. ")", 3)
+  end
+  return v
+end
+
+local function flatten(data, out, depth)
+  for i = 1, #data do
+    local v = data[i]
+    local tv = type(v)
+    if tv == "string" or tv == "number" then
+      out[#out + 1] = v
+    elseif tv == "table" and depth < 16 then
+      flatten(v, out, depth + 1)
+    else
+      error("bad argument #1 to 'send' (bad data type " .. tv .. " found)", 4)
+    end
+  end
+end
+
+local function payload(data)
+  local td = type(data)
+  if td == "string" then return data end
+  if td == "number" then return tostring(data) end
+  if td == "table" then
+    local out = {}
+    flatten(data, out, 1)
+    return concat(out)
+  end
+  error("bad argument #1 to 'send' (string or table expected, got " .. td .. ")", 3)
+end
+
+local tcp = {}
+local tcp_mt = { __index = tcp, __metatable = false }
+local udp = {}
+local udp_mt = { __index = udp, __metatable = false }
+
+local function new_socket(mt)
+  local c = current()
+  if c.nsock >= MAX_SOCKETS then
+    return nil, "too many sockets (at most " .. MAX_SOCKETS .. " per check)"
+  end
+  c.nsock = c.nsock + 1
+  return setmetatable({ _id = c.nsock, _ct = false, _st = false, _rt = false }, mt)
+end
+
+function tcp.settimeout(self, ms)
+  sock_id(self, "settimeout")
+  ms = want_ms(ms, "settimeout", 1) or false
+  self._ct, self._st, self._rt = ms, ms, ms
+end
+
+function tcp.settimeouts(self, c, s, r)
+  sock_id(self, "settimeouts")
+  self._ct = want_ms(c, "settimeouts", 1) or false
+  self._st = want_ms(s, "settimeouts", 2) or false
+  self._rt = want_ms(r, "settimeouts", 3) or false
+end
+
+function tcp.bind(self, addr)
+  local id = sock_id(self, "bind")
+  if type(addr) ~= "string" then
+    error("bad argument #1 to 'bind' (string expected, got " .. type(addr) .. ")", 2)
+  end
+  return request(BIND, id, addr)
+end
+
+function tcp.connect(self, host, port)
+  local id = sock_id(self, "connect")
+  if type(host) ~= "string" then
+    error("bad argument #1 to 'connect' (string expected, got " .. type(host) .. ")", 2)
+  end
+  -- false: the real's own address, as the check got it (nothing to check in Python)
+  host = host ~= current().addr and host
+  return request(CONNECT, id, host, want_port(port, "connect", 2), self._ct)
+end
+
+function tcp.sslhandshake(self, reused, sni, verify)
+  local id = sock_id(self, "sslhandshake")
+  if sni ~= nil and type(sni) ~= "string" then
+    error("bad argument #2 to 'sslhandshake' (string expected, got " .. type(sni) .. ")", 2)
+  end
+  return request(TLS, id, sni, verify and true or false, self._rt)
+end
+
+function tcp.send(self, data)
+  local id = sock_id(self, "send")
+  if type(data) ~= "string" then data = payload(data) end
+  return request(SEND, id, data, self._st)
+end
+
+function tcp.receive(self, pattern)
+  local id = sock_id(self, "receive")
+  if type(pattern) == "number" and pattern >= 0 and pattern == floor(pattern) then
+    return request(RECV_EXACTLY, id, pattern, self._rt)
+  end
+  if pattern == nil or pattern == "*l" then
+    return request(RECV_LINE, id, 0, self._rt)
+  elseif pattern == "*a" then
+    return request(RECV_ALL, id, 0, self._rt)
+  end
+  local n = tonumber(pattern)
+  if not n or n < 0 or n ~= floor(n) then
+    error("bad argument #1 to 'receive' (\"*l\", \"*a\" or a byte count expected, got "
+          .. tostring(pattern) .. ")", 2)
+  end
+  return request(RECV_EXACTLY, id, n, self._rt)
+end
+
+function tcp.receiveany(self, max)
+  local id = sock_id(self, "receiveany")
+  local n = tonumber(max)
+  if not n or n < 1 then
+    error("bad argument #1 to 'receiveany' (a byte count > 0 expected, got " .. tostring(max)
+          .. ")", 2)
+  end
+  return request(RECV_ANY, id, floor(n), self._rt)
+end
+
+function tcp.receiveuntil(self, pattern, opts)
+  local id = sock_id(self, "receiveuntil")
+  if type(pattern) ~= "string" or pattern == "" then
+    error("bad argument #1 to 'receiveuntil' (non-empty string expected)", 2)
+  end
+  local inclusive = type(opts) == "table" and opts.inclusive and true or false
+  local pending
+  return function(size)
+    if pending == nil then
+      local data, err, partial = request(RECV_UNTIL, id, pattern, self._rt)
+      if not data then return nil, err, partial end
+      if inclusive then data = data .. pattern end
+      if not size then return data end
+      pending = data
+    end
+    if pending == "" then
+      pending = nil
+      return nil
+    end
+    local piece = s_sub(pending, 1, size)
+    pending = s_sub(pending, size + 1)
+    return piece
+  end
+end
+
+function tcp.close(self)
+  local id = sock_id(self, "close")
+  return request(CLOSE, id)
+end
+
+tcp.setkeepalive = tcp.close
+
+udp.settimeout = tcp.settimeout
+udp.bind = tcp.bind
+udp.send = tcp.send
+udp.close = tcp.close
+
+function udp.setpeername(self, host, port)
+  local id = sock_id(self, "setpeername")
+  if type(host) ~= "string" then
+    error("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")", 2)
+  end
+  host = host ~= current().addr and host
+  return request(PEER, id, host, want_port(port, "setpeername", 2))
+end
+udp.connect = udp.setpeername
+
+function udp.receive(self, size)
+  local id = sock_id(self, "receive")
+  local n = tonumber(size or 8192)
+  if not n or n < 1 then
+    error("bad argument #1 to 'receive' (a byte count > 0 expected)", 2)
+  end
+  return request(RECV_DGRAM, id, floor(n), self._rt)
+end
+
+local LEVELS = { error = true, warn = true, info = true, debug = true }
+
+local sd = {
+  tcp = function() return new_socket(tcp_mt) end,
+  udp = function() return new_socket(udp_mt) end,
+  log = function(level, ...)
+    if not LEVELS[level] then
+      error("bad argument #1 to 'log' (\"error\", \"warn\", \"info\" or \"debug\" expected)", 2)
+    end
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    log(level, concat(parts))
+  end,
+  sleep = function(ms)
+    local v = tonumber(ms)
+    if not v or v < 0 then error("bad argument #1 to 'sleep' (milliseconds expected)", 2) end
+    return request(SLEEP, 0, v)
+  end,
+  now = function() return request(NOW, 0) end,
+}
+
+return { sd = sd }
