@@ -1,8 +1,9 @@
 """The control port's asyncio adapter: sockets in, ``protocol.execute`` per line, bytes out.
 
-Budgets, each without harm to other clients: at most ``control_max_clients`` connections (one
-more is told so in one line and closed); a connection idle for ``control_idle_timeout`` seconds
-is closed; a line over 8 KiB gets one error line and the connection is closed (there is no safe
+Budgets, each without harm to other clients: at most ``control_max_clients`` connections per
+listener (one more is told so in one line and closed); a connection that has sent no complete
+line for ``control_idle_timeout`` seconds is closed (bytes dripped without a newline do not
+count); a line over 8 KiB gets one error line and the connection is closed (there is no safe
 place to resynchronise in the middle of a line); a client that does not read its responses is
 not read from until it does (asyncio flow control), so pipelined commands queue in its own socket.
 
@@ -101,9 +102,8 @@ class ControlProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.discarding:
             return
-        self.touch()
         try:
-            self.pending.extend(self.reader.feed(data))
+            lines = self.reader.feed(data)
         except LineTooLong:
             log.warning("Control client %s sent a line over %d bytes; closing", self.peer,
                         MAX_LINE)
@@ -112,6 +112,9 @@ class ControlProtocol(asyncio.Protocol):
                 "", f"Invalid request! line longer than {MAX_LINE} bytes; closing")))
             self.close_after_discard()
             return
+        if lines:  # only a whole line counts as activity: a byte-a-minute client is idle
+            self.pending.extend(lines)
+            self.touch()
         self.run_pending()
 
     def close_after_discard(self) -> None:
