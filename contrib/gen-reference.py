@@ -84,7 +84,9 @@ def cfg_reference() -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key in KEYS:
         value = defaults[key.name]
-        if isinstance(value, bool):
+        if key.kind == "mode":
+            shown = f"{value:04o}"
+        elif isinstance(value, bool):
             shown = "true" if value else "false"
         elif isinstance(value, tuple):
             shown = ",".join(str(v) for v in value)

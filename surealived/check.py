@@ -1,10 +1,13 @@
 """``surealived -t``: validate surealived.cfg, the testers and the XML; report every error at once.
 
-Needs no root, no IPVS and no network.
+Needs no root, no IPVS and no network. Warnings (``exposure_warnings``) do not fail the check:
+a control port or status server listening beyond loopback is allowed, but said.
 """
 
 from __future__ import annotations
 
+import grp
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -18,6 +21,7 @@ from .xmlconfig import parse_config
 @dataclass
 class CheckReport:
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     config: Config | None = None
     maincfg: MainConfig | None = None
     registry: Registry | None = None
@@ -39,11 +43,36 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _loopback(host: str) -> bool:
+    return ipaddress.ip_address(host).is_loopback
+
+
+def exposure_warnings(cfg: MainConfig) -> list[str]:
+    """One line per listener reachable from beyond this host."""
+    found = []
+    if not _loopback(cfg.listen_addr):
+        rights = "read-only" if cfg.control_tcp_readonly else "with full rights (rset, reload)"
+        found.append(f"{cfg.source}: listen_addr {cfg.listen_addr}: the control port listens "
+                     f"beyond loopback {rights}, without authentication")
+    if cfg.status_listen is not None and not _loopback(cfg.status_listen[0]):
+        found.append(f"{cfg.source}: status_listen {cfg.status_listen[0]}: the status server "
+                     "shows every virtual and real beyond loopback")
+    return found
+
+
 def check_files(xml_path: str, maincfg_path: str | None) -> CheckReport:
     """Validate everything ``surealived`` would load at start."""
     report = CheckReport()
     try:
         report.maincfg = load_maincfg(maincfg_path)
+        report.warnings = exposure_warnings(report.maincfg)
+        group = report.maincfg.control_socket_group
+        if group:
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                report.errors.append(f"{report.maincfg.source}: control_socket_group {group!r}: "
+                                     "no such group (valid: a group name of this host)")
     except ConfigErrors as exc:
         report.errors.extend(str(e) for e in exc.errors)
         report.maincfg = MainConfig()

@@ -51,6 +51,8 @@ def main(config_xml: str, test_config: bool, verbose: int, daemonize: bool,
 
         setup_logging("surealived", enabled=False)  # -t reports its findings itself
         report = check_files(config_xml, maincfg)
+        for line in report.warnings:
+            click.echo(f"warning: {line}", err=True)
         for line in report.errors:
             click.echo(line, err=True)
         state = "OK" if report.ok else "ERROR"

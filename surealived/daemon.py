@@ -7,6 +7,8 @@ wait for a signal:
 
 * SIGHUP: reload CONFIG.xml in place. A configuration with errors is refused (errors logged) and
   the running one stays; otherwise reals whose definition did not change keep their state.
+  Requests (SIGHUP, ``reload``) arriving while one waits to be applied join it: a burst of them
+  costs one reload (one snapshot for ipvssync), not one each.
 * SIGTERM, SIGINT: stop scheduling, cancel checks in flight, stop the components in reverse
   order (they save their dumps), exit 0.
 * SIGUSR1: reopen the log file.
@@ -32,6 +34,7 @@ from .engine import heap
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
 from .errors import ConfigErrors
+from .instance import InstanceLock, InstanceLocked, lock_paths
 from .limits import raise_fd_limit
 from .maincfg import MainConfig, load_maincfg
 from .model import Config
@@ -90,6 +93,7 @@ class Daemon:
         self._started: list[Component] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._reload_waiting = False  # a reload is queued and has not started reading the XML
         self._tasks: set[asyncio.Task[object]] = set()
 
     # -- requests (signal handlers, the control port, components) --------------------------
@@ -97,9 +101,18 @@ class Daemon:
         self._stop.set()
 
     def request_reload(self) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self.reload())
+        if self._reload_waiting:  # the queued one will read the XML as it is by then
+            return
+        self._reload_waiting = True
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self._queued())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _queued(self) -> list[str]:
+        async with self._reload_lock:
+            self._reload_waiting = False
+            with sdnotify.reload_notice():
+                return await self._reload()
 
     async def reload(self) -> list[str]:
         """Re-read CONFIG.xml; on success install it in place. Returns the errors (empty: ok)."""
@@ -150,8 +163,15 @@ class Daemon:
                 await component.start(self)
                 self._started.append(component)
         except Exception as exc:
-            self.logger.exception("Cannot start %s: %s", type(component).__name__, exc)
-            report_failure(f"cannot start {type(component).__name__}: {exc}")
+            # An expected failure (a port in use, a folder not writable) is one line; anything
+            # else is a bug and keeps its traceback.
+            if isinstance(exc, OSError):
+                why = exc.strerror or str(exc)
+                self.logger.error("Cannot start %s: %s", type(component).__name__, why)
+            else:
+                why = str(exc)
+                self.logger.exception("Cannot start %s: %s", type(component).__name__, why)
+            report_failure(f"cannot start {type(component).__name__}: {why}")
             await self._stop_components()
             return EXIT_FAILED
         for signum, handler in ((signal.SIGHUP, self.request_reload),
@@ -233,8 +253,19 @@ def run(options: Options) -> int:
                 print(line, file=sys.stderr)
         logger.error("Configuration file is broken!")
         return EXIT_FAILED
+    lock = InstanceLock()
+    try:  # before anything is written: a second daemon must not touch the first one's files
+        lock.acquire(lock_paths(maincfg))
+    except (InstanceLocked, OSError) as exc:
+        line = (str(exc) if isinstance(exc, InstanceLocked)
+                else f"cannot take the instance lock {exc.filename}: {exc.strerror}")
+        logger.error("%s", line)
+        if options.daemonize:
+            print(f"surealived: {line}", file=sys.stderr)
+        return EXIT_FAILED
     if options.daemonize:
         daemonize(maincfg.pid_file or None)
+        lock.record_pid()
     raise_fd_limit(maincfg.maxfd, logger)
     if maincfg.debug_comm == 1:
         try:

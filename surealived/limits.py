@@ -109,3 +109,17 @@ class MemoryLimit:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# Descriptors kept for everything that is neither a check nor a client: the log, the listeners,
+# the dump and sync files, the event loop's own, a Lua runtime's, a notify script's pipes.
+BASE_FDS = 32
+
+
+def status_client_budget(soft_limit: int, max_inflight: int, control_clients: int,
+                         wanted: int) -> int:
+    """How many status connections fit beside ``max_inflight`` checks, the control clients and
+    ``BASE_FDS`` within ``soft_limit``: at most ``wanted``, at least 1. So no listener, however
+    many clients it has, can take the descriptors the checks were promised."""
+    spare = soft_limit - max_inflight - control_clients - BASE_FDS
+    return max(1, min(wanted, spare))

@@ -33,7 +33,7 @@ class Key:
     """One surealived.cfg key: how its text becomes a value (its default is on ``MainConfig``)."""
 
     name: str
-    kind: str  # bool | int | path | level | modules | addr | listen | str
+    kind: str  # bool | int | path | level | modules | addr | listen | str | mode
     help: str
     minimum: int = 0
     maximum: int = 2**31 - 1
@@ -79,6 +79,13 @@ KEYS: tuple[Key, ...] = (
     Key("status_listen", "listen", "HTTP status ADDR:PORT (metrics, JSON, page); off"),
     Key("control_max_clients", "int", "simultaneous control-port clients", 1, 10_000),
     Key("control_idle_timeout", "int", "seconds before an idle control client is closed", 1),
+    Key("control_socket", "path", "Unix socket for the control port, beside TCP ('' for none)"),
+    Key("control_socket_mode", "mode", "file mode of control_socket (octal)"),
+    Key("control_socket_group", "str", "group of control_socket (default: the daemon's)"),
+    Key("control_tcp_readonly", "bool", "the TCP port refuses rset and reload (use the socket)"),
+    Key("status_max_clients", "int", "simultaneous HTTP status connections", 1, 10_000),
+    Key("status_header_timeout", "int", "seconds a status client has to send its request", 1),
+    Key("status_idle_timeout", "int", "seconds an idle keep-alive status client is kept", 1),
     Key("max_inflight", "int", "checks in flight at once (0: derived from maxfd)"),
     Key("lua_memory_kb", "int", "memory cap of each Lua runtime, kB", 1024),
     Key("lua_instructions", "int", "Lua instruction budget per check", 1000),
@@ -133,6 +140,13 @@ class MainConfig:
     status_listen: tuple[str, int] | None = None
     control_max_clients: int = 16
     control_idle_timeout: int = 300
+    control_socket: str = ""
+    control_socket_mode: int = 0o660
+    control_socket_group: str = ""
+    control_tcp_readonly: bool = False
+    status_max_clients: int = 32
+    status_header_timeout: int = 5
+    status_idle_timeout: int = 15
     max_inflight: int = 0
     lua_memory_kb: int = 65536
     lua_instructions: int = 10_000_000
@@ -196,6 +210,12 @@ def _converter(key: Key, base_dir: str) -> Callable[[str], Any]:
     def addr(text: str) -> str:
         return str(ipaddress.ip_address(text or "127.0.0.1"))
 
+    def mode(text: str) -> int:
+        value = int(text, 8)
+        if not 0 <= value <= 0o777:
+            raise ValueError("an octal file mode 0000..0777")
+        return value
+
     table: dict[str, Callable[[str], Any]] = {
         "bool": _parse_bool,
         "int": integer,
@@ -205,6 +225,7 @@ def _converter(key: Key, base_dir: str) -> Callable[[str], Any]:
         "addr": addr,
         "listen": _parse_listen,
         "str": str,
+        "mode": mode,
     }
     return table[key.kind]
 
@@ -214,6 +235,7 @@ _VALID_HINT = {
     "level": ", ".join(LOG_LEVELS),
     "addr": "an IPv4 or IPv6 address",
     "listen": "ADDR:PORT or off",
+    "mode": "an octal file mode such as 0660",
     "modules": "'all' or a comma list of tester names",
 }
 

@@ -78,6 +78,9 @@ TESTER_ATTRS: tuple[Attr, ...] = (
     Attr("retries2fail", "uint", 1, minimum=1, limit=1000,
          help="failures in a row that take a real offline"),
     Attr("remove_on_fail", "bool", False, help="remove a failed real instead of weight 0"),
+    Attr("init_state", "choice", "down", choices=("down", "up"),
+         help="state of a real not known yet (new, or no offline.dump): down keeps it out "
+              "until its first passing check; up, the original's, puts it in at once"),
     Attr("debugcomm", "bool", False, help="dump conversations (with debug_comm 1)"),
     Attr("logmicro", "bool", False, help="microseconds in stats logs and connstats"),
     Attr("stats_samples", "uint", 20, minimum=1, limit=20, help="window of averages"),
@@ -131,6 +134,7 @@ class TesterConfig:
     real_notify_up: str | None
     real_notify_down: str | None
     options: FrozenOptions  # the tester's own attributes
+    init_state: str = "down"
     line: int = field(default=0, compare=False)  # where it was read; not part of identity
 
 

@@ -197,7 +197,8 @@ class _Reader:
                             notify_min_weight=common["notify_min_weight"],
                             real_notify_up=common["real_notify_up"],
                             real_notify_down=common["real_notify_down"],
-                            options=FrozenOptions(options), line=el.sourceline or 0), own
+                            options=FrozenOptions(options), init_state=common["init_state"],
+                            line=el.sourceline or 0), own
 
     def real(self, el: Any, tester: TesterConfig | None, own: dict[str, Attr],
              virtual_rt: str) -> RealConfig | None:

@@ -11,12 +11,17 @@ Commands (``COMMANDS``) are matched exactly (the original matched a prefix, so `
 key or a bad value is an error naming it and saying what is valid, and an error changes nothing.
 ``reason=`` takes the rest of the line. ``format=json`` on any command gives one JSON line instead
 of the text lines. The text formats are the original's, byte for byte.
+
+Rights: a read-only connection (``control_tcp_readonly``) may run every command but ``CHANGES``.
+Every state change is logged at info on ``surealived.control`` with the peer, the command and the
+reason, so that a drain can be traced to the uid or address that asked for it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ END = "_SD_CMD_END_"
 MAX_LINE = 8192
 MAX_REASON = 200
 U32_UNSET = 4294967295  # what the original printed for a hash table it never created
+CHANGES = ("rset", "reload")  # the commands a read-only connection may not run
+
+log = logging.getLogger("surealived.control")
 
 
 # --- framing ---------------------------------------------------------------------------------
@@ -87,6 +95,8 @@ class Context:
     process: Callable[[], ProcessInfo] = ProcessInfo
     request_reload: Callable[[], None] | None = None
     watchdog_pid: int = -1
+    peer: str = "?"  # who sent the command: "uid 1000 (socket)" or "127.0.0.1:40312"
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,12 @@ def execute(line: str, ctx: Context) -> list[str]:
     if isinstance(request, ControlError):
         return error_lines(request, bool(_JSON.search(line)))
     as_json = request.json
+    if ctx.read_only and request.command in CHANGES:
+        log.warning("Control %s by %s refused: read-only connection", request.command,
+                    ctx.peer)
+        return error_lines(ControlError(
+            f"cmd_{request.command}", "read-only connection (control_tcp_readonly); state "
+            "changes go through the control socket"), as_json)
     try:
         reply = COMMANDS[request.command].handler(request, ctx)
     except ControlError as exc:
@@ -320,6 +336,8 @@ def cmd_rset(request: Request, ctx: Context) -> Reply:
         ctx.state.set_admin(real, rstate, reason="", clear_override=True)
     else:
         ctx.state.set_admin(real, rstate, override, reason)
+    log.info("Control rset by %s: %s rstate=%s weight=%s reason=%s", ctx.peer, real.label,
+             final_state, override, reason or "-")
     if request.json:
         return Reply(data={"rstate": final_state, "weight": override.value,
                            "inpercent": override.percent, "reason": real.override_reason,
@@ -487,6 +505,7 @@ def cmd_help(request: Request, ctx: Context) -> Reply:
 def cmd_reload(request: Request, ctx: Context) -> Reply:
     if ctx.request_reload is None:
         raise ControlError("cmd_reload", "reload is not available in this process")
+    log.info("Control reload by %s", ctx.peer)
     ctx.request_reload()
     if request.json:
         return Reply(data={"reload": "requested"})

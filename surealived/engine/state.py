@@ -8,6 +8,10 @@ knows nothing about the control port, the sync files or persistence; they subscr
 A real has two independent states, as in the original: ``online`` (what the tests say, moved by
 retries2ok / retries2fail in ``verdict.py``) and ``rstate`` (ONLINE / OFFLINE / DOWN, set by the
 operator). The weight written to IPVS derives from both (``weights.py``).
+
+A real whose test state is not known (new in a reload, or at a start without offline.dump) starts
+down, one passing check from up (``initial_counters``), so it enters IPVS only once a check has
+passed; ``init_state="up"`` on the tester gives the original's start, up at once.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import Config, RealConfig, VirtualConfig, host_port
+from ..model import Config, RealConfig, TesterConfig, VirtualConfig, host_port
 from ..tester_api import Result
 from .verdict import Counters, apply
 from .weights import WeightSpec, effective_weight, serving_weight
@@ -118,6 +122,13 @@ class GlobalCounters:
     lua_errors: int = 0
 
 
+def initial_counters(tester: TesterConfig) -> Counters:
+    """The test state of a real nothing is known about yet."""
+    if tester.init_state == "up":
+        return Counters()
+    return Counters(online=False, ok_run=tester.retries2ok - 1)
+
+
 class RealState:
     """One real inside one virtual: configuration, test state, administrative state, stats."""
 
@@ -128,7 +139,7 @@ class RealState:
     def __init__(self, virtual: VirtualState, config: RealConfig) -> None:
         self.virtual = virtual
         self.config = config
-        self.counters = Counters()
+        self.counters = initial_counters(virtual.config.tester)
         self.rstate = "ONLINE"
         self.override: WeightSpec | None = None
         self.override_reason = ""
@@ -239,8 +250,14 @@ class DaemonState:
         """Install a (new) configuration. With ``keep``, a real whose definition is unchanged, in
         a virtual whose service and tester are unchanged, keeps its state, counters, overrides
         and statistics, even when other reals of that virtual were added, removed or changed.
-        (Line numbers are not part of a definition: moving an element keeps its state.)"""
+        (Line numbers are not part of a definition: moving an element keeps its state.)
+        A real whose definition changed (its weight, say) but whose address and port did not, in
+        a virtual of the same address, keeps its test state only, so that it stays in IPVS.
+        Readiness (``tested``) survives a reload: what the reload adds starts out of IPVS until
+        tested (``initial_counters``), so nothing that carries traffic is untested."""
         old_virtuals = {_service(v.config): v for v in self.virtuals} if keep else {}
+        old_by_key = {v.config.key: v for v in self.virtuals} if keep else {}
+        was_ready = keep and bool(self.virtuals) and self.all_tested
         virtuals = []
         for vconf in config.virtuals:
             vstate = VirtualState(vconf)
@@ -248,13 +265,23 @@ class DaemonState:
             if previous is not None:
                 vstate.notify_state = previous.notify_state
                 vstate.rounds = previous.rounds
-                vstate.tested = previous.tested and previous.config.reals == vconf.reals
                 old_reals = {r.config: r for r in previous.reals}
                 for real in vstate.reals:
                     before = old_reals.get(real.config)
                     if before is not None:
                         for slot in _KEPT_ON_RELOAD:
                             setattr(real, slot, getattr(before, slot))
+            same_key = previous or old_by_key.get(vconf.key)
+            if same_key is not None:
+                vstate.tested = same_key.tested or not vstate.reals
+                for real in vstate.reals:
+                    before = same_key.by_key.get(real.config.key)
+                    kept = previous is not None and before is not None and (
+                        before.config == real.config)
+                    if before is not None and not kept:
+                        real.counters = before.counters
+            elif was_ready:
+                vstate.tested = True
             virtuals.append(vstate)
         self.config = config
         self.virtuals = virtuals

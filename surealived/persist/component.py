@@ -5,7 +5,9 @@
   each override lives beside it in ``override.dump.reasons`` (``VKEY - RKEY - reason=TEXT``), so
   that override.dump itself stays readable by the original.
 - offline.dump (unless ``use_offline_dump false`` or ``-k``): reals listed start offline with
-  their failure run at retries2fail, so they need retries2ok successes to come back. Rewritten at
+  their failure run at retries2fail, so they need retries2ok successes to come back; the others
+  start up, as they were when the dump was written (a restart does not drain a healthy service;
+  without a dump every real waits for its first passing check). Rewritten at
   the end of a round in which a real's test state changed, and at start and stop.
 - stats.dump (with ``gather_stats``): counters and running sums restored; rewritten every
   ``stats_dump_savesec`` seconds and at stop.
@@ -137,7 +139,12 @@ def apply_overrides(state: DaemonState, entries: Iterable[OverrideEntry],
 
 def apply_offline(state: DaemonState, entries: Iterable[tuple[VKey, RKey]],
                   log: logging.Logger, only_fresh: bool = False) -> int:
+    """Listed reals offline. At start (not ``only_fresh``) every other real is up: the dump
+    lists every real that was failing when it was written."""
     matched = 0
+    if not only_fresh:
+        for each in state.reals():
+            each.counters = Counters()
     for vkey, rkey in entries:
         real = find_real(state, vkey, rkey)
         if real is None:

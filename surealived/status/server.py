@@ -6,6 +6,13 @@ Endpoints, all read-only:
 * ``/ready``: 200 once every real has been tested at least once, else 503 saying how many are
   left (for keepalived-style "do not take traffic before the checks know" gates);
 * ``/``: the status page (``page.py``).
+
+Budgets (``ConnectionGuard``): at most ``status_max_clients`` connections (fewer when the
+descriptor limit leaves less beside the checks, ``limits.status_client_budget``; one more gets a
+503 and is closed); a client has ``status_header_timeout`` seconds from its connect, or from its
+last response, to send a request, and an idle keep-alive connection is closed after
+``status_idle_timeout``; a response taking more than ``RESPONSE_MAX_S`` (a client that does not
+read it) is cut. Idle, half-sent and never-reading clients so cost a slot for seconds only.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -21,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..control.process import read_process_info
+from ..limits import status_client_budget
 from . import metrics, page
 from .views import status_view, untested_count
 
@@ -29,6 +38,98 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("surealived.status")
 CACHE_MAX_S = 2.0
+RESPONSE_MAX_S = 60.0
+REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: 25\r\nConnection: close\r\n\r\ntoo many status clients\r\n")
+REFUSAL_LOG_EVERY_S = 10.0
+
+
+class ConnectionGuard(asyncio.Protocol):
+    """Wraps aiohttp's protocol for one connection: counts it against the limit and closes it
+    when its current deadline (request, idle, response) passes."""
+
+    def __init__(self, gate: Gate, inner: asyncio.Protocol) -> None:
+        self.gate = gate
+        self.inner = inner
+        self.transport: asyncio.BaseTransport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if len(self.gate.open) >= self.gate.limit:
+            self.gate.refused(transport)
+            self.transport = None
+            return
+        self.gate.open[transport] = self
+        self.inner.connection_made(transport)
+        self.arm(self.gate.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.transport is not None else None
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.gate.open.pop(self.transport, None)
+        self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.inner.connection_lost(exc)
+
+    def arm(self, seconds: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self.expire)
+
+    def expire(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Gate:
+    """The status server's open connections and their budgets."""
+
+    def __init__(self, limit: int, header_timeout: float, idle_timeout: float) -> None:
+        self.limit = limit
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.open: dict[asyncio.BaseTransport, ConnectionGuard] = {}
+        self.refusals = 0
+        self.next_refusal_log = 0.0
+
+    def refused(self, transport: asyncio.BaseTransport) -> None:
+        self.refusals += 1
+        now = time.monotonic()
+        if now >= self.next_refusal_log:  # a flood must not flood the log too
+            self.next_refusal_log = now + REFUSAL_LOG_EVERY_S
+            log.warning("Status client refused: %d connections open (limit %d; %d refused "
+                        "so far)", len(self.open), self.limit, self.refusals)
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(REFUSED)
+        transport.close()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        guard = self.open.get(request.transport) if request.transport else None
+        if guard is not None:
+            guard.arm(RESPONSE_MAX_S)
+        try:
+            return await handler(request)
+        finally:
+            if guard is not None:  # kept alive: the next request must come within the idle time
+                guard.arm(self.idle_timeout)
 
 try:
     VERSION = metadata.version("surealived")
@@ -44,6 +145,8 @@ class StatusServer:
         self.clock = clock
         self.history = metrics.CheckHistory()
         self.runner: web.AppRunner | None = None
+        self.server: asyncio.Server | None = None
+        self.gate: Gate | None = None
         self.bound: tuple[str, int] | None = None
         self.cache: dict[str, tuple[float, str]] = {}  # path -> (monotonic expiry, body)
 
@@ -56,17 +159,34 @@ class StatusServer:
             return
         daemon.state.round_listeners.append(self.history.on_round)
         host, port = listen
-        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        cfg = daemon.maincfg
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        engine = getattr(daemon, "engine", None)
+        inflight = int(getattr(engine, "max_inflight", 0) or 0)
+        control = cfg.control_max_clients * (2 if cfg.control_socket else 1)
+        limit = status_client_budget(soft, inflight, control, cfg.status_max_clients)
+        if limit < cfg.status_max_clients:
+            log.warning("Status server: at most %d clients, not status_max_clients %d: the "
+                        "descriptor limit %d keeps %d for checks and %d for control clients",
+                        limit, cfg.status_max_clients, soft, inflight, control)
+        self.gate = gate = Gate(limit, cfg.status_header_timeout, cfg.status_idle_timeout)
+        self.runner = web.AppRunner(self.app(gate), access_log=None, handle_signals=False,
+                                    keepalive_timeout=cfg.status_idle_timeout)
         await self.runner.setup()
+        factory = self.runner.server
+        assert factory is not None
+        loop = asyncio.get_running_loop()
         try:
-            await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+            self.server = await loop.create_server(
+                lambda: ConnectionGuard(gate, factory()), host, port, reuse_address=True,
+                backlog=128)
         except OSError as exc:
             await self.runner.cleanup()
             self.runner = None
-            log.error("Unable to bind the status server to [%s:%d]: %s", host, port,
-                      exc.strerror or exc)
-            raise
-        log.info("Status server on http://%s/ (metrics, status, ready)", self.url_host)
+            raise OSError(exc.errno, f"unable to bind the status server to [{host}]:{port}: "
+                                     f"{exc.strerror or exc}") from None
+        log.info("Status server on http://%s/ (metrics, status, ready; at most %d clients)",
+                 self.url_host, limit)
 
     async def reloaded(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -78,6 +198,13 @@ class StatusServer:
         listeners = daemon.state.round_listeners
         if self.history.on_round in listeners:
             listeners.remove(self.history.on_round)
+        if self.server is not None:
+            self.server.close()
+            if self.gate is not None:
+                for transport in list(self.gate.open):
+                    transport.close()
+            await self.server.wait_closed()
+            self.server = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -85,8 +212,8 @@ class StatusServer:
     @property
     def address(self) -> tuple[str, int]:
         """The bound address (the real port when the configured one was 0)."""
-        assert self.runner is not None
-        addr = self.runner.addresses[0]
+        assert self.server is not None and self.server.sockets
+        addr = self.server.sockets[0].getsockname()
         return addr[0], addr[1]
 
     @property
@@ -95,8 +222,8 @@ class StatusServer:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # -- http --
-    def app(self) -> web.Application:
-        app = web.Application()
+    def app(self, gate: Gate | None = None) -> web.Application:
+        app = web.Application(middlewares=[gate.middleware] if gate is not None else [])
         app.router.add_get("/", self.handle_page)
         app.router.add_get("/status", self.handle_status)
         app.router.add_get("/ready", self.handle_ready)

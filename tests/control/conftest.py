@@ -7,6 +7,7 @@ import pytest
 from surealived.control.process import ProcessInfo
 from surealived.control.protocol import Context
 from surealived.engine.state import DaemonState
+from surealived.engine.verdict import Counters
 from surealived.maincfg import MainConfig
 from surealived.registry import load_testers
 from surealived.xmlconfig import parse_config_bytes
@@ -37,8 +38,12 @@ FAKE_PROCESS = ProcessInfo(pid=4242, user_time=0.025015, system_time=1.5, fd_use
 
 
 def make_state(xml: bytes = XML) -> DaemonState:
+    """Every real up, as after a start with an empty offline.dump."""
     registry = load_testers()
-    return DaemonState(parse_config_bytes(xml, "test.xml", registry), clock=lambda: 1000.0)
+    state = DaemonState(parse_config_bytes(xml, "test.xml", registry), clock=lambda: 1000.0)
+    for real in state.reals():
+        real.counters = Counters()
+    return state
 
 
 @pytest.fixture

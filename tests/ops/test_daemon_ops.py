@@ -157,7 +157,7 @@ def test_daemon_mode_refuses_a_second_daemon(project: Project):
     try:
         second = project.run("-d", timeout=60)
         assert second.returncode == 1
-        assert f"locked by pid {pid}" in second.stderr
+        assert f"another surealived (pid {pid}) holds" in second.stderr
     finally:
         os.kill(pid, signal.SIGTERM)
     _wait(lambda: not project.pid_file.exists(), "the pid file to go at exit")

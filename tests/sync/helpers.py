@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from surealived.engine.state import CheckTiming, DaemonState, RealState
+from surealived.engine.verdict import Counters
 from surealived.registry import load_testers
 from surealived.tester_api import Result
 from surealived.xmlconfig import parse_config_bytes
@@ -24,8 +25,14 @@ ONETWP = """<surealived>
 """
 
 
-def state_of(xml: str, path: str = "/tmp/test.xml") -> DaemonState:
-    return DaemonState(parse_config_bytes(xml.encode(), path, REGISTRY))
+def state_of(xml: str, path: str = "/tmp/test.xml", started_up: bool = True) -> DaemonState:
+    """The state of ``xml``; with ``started_up`` every real is up, as a start with an empty
+    offline.dump leaves them (without, each waits for its first passing check)."""
+    state = DaemonState(parse_config_bytes(xml.encode(), path, REGISTRY))
+    if started_up:
+        for real in state.reals():
+            real.counters = Counters()
+    return state
 
 
 def check(state: DaemonState, real: RealState, ok: bool) -> bool:
