@@ -579,7 +579,7 @@ class Flight:
                 self.request = request
                 if self.retry_fn is None:
                     self.retry_fn = RETRY.get(type(request))
-                ms = getattr(request, "ms", 0)
+                ms = request.ms
                 if ms:
                     self.arm(ms / 1000, self.request_timed_out)
                 return

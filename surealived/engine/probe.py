@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 
 class Connection:
-    """A stream to the real (``tester_api.Connection``)."""
+    """A stream to the real (``tester_api.Connection``). Its I/O methods return the request
+    itself: awaiting it is the I/O, with no coroutine of its own in between."""
 
     __slots__ = ("stream",)
 
@@ -47,35 +48,27 @@ class Connection:
     def bytes_received(self) -> int:
         return int(self.stream.received)
 
-    async def send(self, data: bytes) -> None:
-        await Send(self.stream, data)
+    def send(self, data: bytes) -> Awaitable[Any]:
+        return Send(self.stream, data)
 
-    async def receive_exactly(self, n: int, *, what: str = "") -> bytes:
-        piece: bytes = await Receive(self.stream, EXACTLY, n, what or f"{n} bytes")
-        return piece
+    def receive_exactly(self, n: int, *, what: str = "") -> Awaitable[bytes]:
+        return Receive(self.stream, EXACTLY, n, what or f"{n} bytes")
 
-    async def receive_line(self, limit: int = 65536, *, what: str = "") -> bytes:
-        piece: bytes | None = self.stream.buffer.maybe_extract_line(limit)  # already here
-        if piece is None:
-            piece = await Receive(self.stream, LINE, limit, what or "a line")
-        return piece
+    def receive_line(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:
+        return Receive(self.stream, LINE, limit, what or "a line")
 
-    async def receive_until(self, delimiter: bytes, limit: int = 65536, *,
-                            what: str = "") -> bytes:
-        piece: bytes = await Receive(self.stream, UNTIL, limit, what or repr(delimiter),
-                                     delimiter=delimiter)
-        return piece
+    def receive_until(self, delimiter: bytes, limit: int = 65536, *,
+                      what: str = "") -> Awaitable[bytes]:
+        return Receive(self.stream, UNTIL, limit, what or repr(delimiter), delimiter=delimiter)
 
-    async def receive_some(self, limit: int = 65536, *, what: str = "") -> bytes:
-        piece: bytes = await Receive(self.stream, SOME, limit, what or "data")
-        return piece
+    def receive_some(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:
+        return Receive(self.stream, SOME, limit, what or "data")
 
-    async def receive_all(self, limit: int = 1 << 20, *, what: str = "") -> bytes:
-        piece: bytes = await Receive(self.stream, ALL, limit, what or "the end of the reply")
-        return piece
+    def receive_all(self, limit: int = 1 << 20, *, what: str = "") -> Awaitable[bytes]:
+        return Receive(self.stream, ALL, limit, what or "the end of the reply")
 
-    async def start_tls(self, sni: str | None = None, verify: bool = False) -> None:
-        await StartTls(self.stream, sni, verify)
+    def start_tls(self, sni: str | None = None, verify: bool = False) -> Awaitable[Any]:
+        return StartTls(self.stream, sni, verify)
 
     def close(self) -> None:
         self.stream.close()
@@ -97,12 +90,11 @@ class Datagram:
     def bytes_received(self) -> int:
         return int(self.dgram.received)
 
-    async def send(self, data: bytes) -> None:
-        await Send(self.dgram, data)
+    def send(self, data: bytes) -> Awaitable[Any]:
+        return Send(self.dgram, data)
 
-    async def receive(self, limit: int = 65536, *, what: str = "") -> bytes:
-        data: bytes = await ReceiveDatagram(self.dgram, limit, what or "a reply")
-        return data
+    def receive(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:
+        return ReceiveDatagram(self.dgram, limit, what or "a reply")
 
     def close(self) -> None:
         self.dgram.close()
@@ -119,29 +111,26 @@ class CheckProbe:
         self.settings = settings
         self.step = "starting"
 
-    async def connect(self) -> Connection:
+    def connect(self) -> Awaitable[Connection]:
         """A TCP connection to the real's test port, in TLS when the tester says SSL="1"."""
         target = self.target
         if target.ssl:
             sni = target.sni or self.settings.get("host") or None
-            stream = await Connect(target.port, None, 0, True, sni, target.ssl_verify)
-        else:
-            stream = await Connect(target.port)
-        return Connection(stream)
+            return Connect(target.port, None, 0, True, sni, target.ssl_verify, Connection)
+        return Connect(target.port, reply=Connection)
 
-    async def datagram(self) -> Datagram:
+    def datagram(self) -> Awaitable[Datagram]:
         """A UDP socket connected to the real's test port."""
-        return Datagram(await OpenDatagram(self.target.port))
+        return OpenDatagram(self.target.port, reply=Datagram)
 
-    async def sleep(self, seconds: float) -> None:
-        await Sleep(seconds)
+    def sleep(self, seconds: float) -> Awaitable[Any]:
+        return Sleep(seconds)
 
-    async def spawn(self, awaitable: Awaitable[T]) -> T:
+    def spawn(self, awaitable: Awaitable[T]) -> Awaitable[T]:
         """Run ``awaitable`` as a task of the event loop (work the probe does not cover, such
         as a program of the exec tester); it is cancelled at the check's deadline, and
         ``step`` names it in a timeout's reason."""
-        result: T = await Spawn(awaitable, self.step)
-        return result
+        return Spawn(awaitable, self.step)
 
     def note(self, text: str) -> None:
         transcript = self.flight.transcript

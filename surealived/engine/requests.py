@@ -14,7 +14,7 @@ check's deadline bounds every request anyway. ``what`` names the awaited piece i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 # receive modes
@@ -27,6 +27,7 @@ class Request:
     """Base of the requests: awaiting one hands it to the runner."""
 
     __slots__ = ()
+    ms: float = 0  # a request with a timeout of its own has the slot
 
     def __await__(self) -> Generator[Any, Any, Any]:
         return (yield self)
@@ -38,18 +39,25 @@ class Request:
 
 class Connect(Request):
     """A TCP connection to the real's address on ``port`` (from ``bind`` or the target's
-    ``bindaddr``), then TLS when ``tls``; the reply is the runner's ``Stream``."""
+    ``bindaddr``), then TLS when ``tls``; the reply is the runner's ``Stream``, or what
+    ``reply`` makes of it (the tester's ``Connection``)."""
 
-    __slots__ = ("bind", "ms", "port", "sni", "tls", "verify")
+    __slots__ = ("bind", "ms", "port", "reply", "sni", "tls", "verify")
 
     def __init__(self, port: int, bind: str | None = None, ms: float = 0, tls: bool = False,
-                 sni: str | None = None, verify: bool = False) -> None:
+                 sni: str | None = None, verify: bool = False,
+                 reply: Callable[[Any], Any] | None = None) -> None:
         self.port = port
         self.bind = bind
         self.ms = ms
         self.tls = tls
         self.sni = sni
         self.verify = verify
+        self.reply = reply
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        stream = yield self
+        return stream if self.reply is None else self.reply(stream)
 
     def step(self) -> str:
         return "connecting"
@@ -106,13 +114,20 @@ class Receive(Request):
 
 
 class OpenDatagram(Request):
-    """A UDP socket connected to the real's address on ``port``; the reply is a ``Dgram``."""
+    """A UDP socket connected to the real's address on ``port``; the reply is a ``Dgram``, or
+    what ``reply`` makes of it."""
 
-    __slots__ = ("bind", "port")
+    __slots__ = ("bind", "port", "reply")
 
-    def __init__(self, port: int, bind: str | None = None) -> None:
+    def __init__(self, port: int, bind: str | None = None,
+                 reply: Callable[[Any], Any] | None = None) -> None:
         self.port = port
         self.bind = bind
+        self.reply = reply
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        dgram = yield self
+        return dgram if self.reply is None else self.reply(dgram)
 
     def step(self) -> str:
         return "connecting"

@@ -17,6 +17,7 @@ import pytest
 from tests.daemon_harness import Project
 
 # No log file (the log is read from stderr), nothing synced, dumps in the test's folder.
+# init_state="up": reals start up, so a refused real logs its change to OFFLINE.
 KEYS = {"maxfd": "1024", "logging": "info", "startup_delay_ms": "100", "listen_port": "0",
         "no_sync": "true", "use_offline_dump": "false", "gather_stats": "false",
         "override_dump": "{d}/override.dump", "notify_dump": "{d}/notify.dump",
@@ -24,7 +25,7 @@ KEYS = {"maxfd": "1024", "logging": "info", "startup_delay_ms": "100", "listen_p
 
 XML = """<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr">
-    <tester proto="tcp" testport="{port}" loopdelay="0.2" timeout="1"/>
+    <tester proto="tcp" testport="{port}" loopdelay="0.2" timeout="1" init_state="up"/>
     <real name="up" addr="127.0.0.1" port="80" weight="10"/>
     {extra}
   </virtual>

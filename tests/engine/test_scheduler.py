@@ -16,11 +16,13 @@ from .fakes import FakeTime, ScriptedChecks, config_from
 
 
 def virtual(name: str, reals: int, *, addr_base: int = 1, loopdelay: float = 3,
-            timeout: float = 1, retries2fail: int = 1, port: int = 80) -> str:
+            timeout: float = 1, retries2fail: int = 1, port: int = 80,
+            init_state: str | None = None) -> str:
+    init = f' init_state="{init_state}"' if init_state else ""
     lines = [f'<virtual name="{name}" addr="10.0.0.{port % 250}" port="{port}" proto="tcp" '
              f'sched="wrr" rt="dr">',
              f'<tester proto="tcp" testport="80" loopdelay="{loopdelay}" timeout="{timeout}" '
-             f'retries2fail="{retries2fail}"/>']
+             f'retries2fail="{retries2fail}"{init}/>']
     for i in range(reals):
         lines.append(f'<real name="r{i}" addr="127.0.{addr_base}.{i + 1}" port="80" '
                      'weight="1"/>')
@@ -89,8 +91,9 @@ async def test_round_starts_are_spread_and_rounds_repeat_after_loopdelay() -> No
 
 @pytest.mark.asyncio
 async def test_results_reach_the_state_and_flip_after_retries2fail() -> None:
-    engine, time, runner = make_engine(virtual("web", 2, loopdelay=1, retries2fail=2),
-                                       startup_delay_ms=0)
+    # up from the start (the original's), so that r1 has something to flip from
+    engine, time, runner = make_engine(virtual("web", 2, loopdelay=1, retries2fail=2,
+                                               init_state="up"), startup_delay_ms=0)
     runner.verdicts["r1"] = False
     engine.start()
     await time.run_until(time.now + 0.5)  # first round only

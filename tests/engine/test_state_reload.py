@@ -1,8 +1,11 @@
-"""SIGHUP reload keeps the state of reals whose definition did not change (pure, no daemon)."""
+"""SIGHUP reload keeps the state of reals whose definition did not change, and only the test
+counters of reals whose address and port did not change in a virtual of the same key; a virtual
+tested before under the same key stays tested, a new real starts down (pure, no daemon)."""
 
 from __future__ import annotations
 
-from surealived.engine.state import CheckTiming, DaemonState
+from surealived.engine.state import CheckTiming, DaemonState, RoundReport
+from surealived.engine.verdict import Counters
 from surealived.engine.weights import WeightSpec
 from surealived.registry import load_testers
 from surealived.tester_api import Result
@@ -35,29 +38,50 @@ def reload(state: DaemonState, xml: str) -> None:
     state.load(parse_config_bytes(xml.encode(), "t.xml", REGISTRY), keep=True)
 
 
+def finish_a_round(state: DaemonState) -> None:
+    state.finish_round(RoundReport(state.virtuals[0], 0.0, 0.0, ()))
+
+
+# a after its one failure (retries2fail 1): down, distinct from a real nothing is known about
+A_FAILED = Counters(online=False, ok_run=0, fail_run=1)
+# a real nothing is known about (no init_state, retries2ok 1): down, one passing check from up
+FRESH = Counters(online=False, ok_run=0, fail_run=0)
+
+
 def test_added_real_and_moved_lines_keep_the_others_state() -> None:
     state = prepared()
+    finish_a_round(state)
+    assert state.virtuals[0].reals[0].counters == A_FAILED
     xml = BASE.replace("<surealived>\n", "<surealived>\n<!-- a comment -->\n\n").replace(
         "</virtual>", '  <real name="c" addr="127.0.0.3" port="80" weight="10"/>\n</virtual>')
     reload(state, xml)
     a, b, c = state.virtuals[0].reals
-    assert not a.online and a.weight == 0
+    assert a.counters == A_FAILED and a.tested and a.last_ok is False and a.weight == 0
     assert (b.rstate, b.override, b.override_reason) == ("OFFLINE", WeightSpec(5), "maintenance")
-    assert c.online and not c.tested
-    assert not state.virtuals[0].tested  # the new real still has to be tested
+    assert c.counters == FRESH and not c.online and not c.tested and c.weight == 0
+    # the new real starts out of the table, so the virtual tested before stays tested
+    assert state.virtuals[0].tested
 
 
-def test_a_changed_real_starts_afresh_and_the_others_keep_their_state() -> None:
+def test_a_changed_real_keeps_only_its_test_counters_and_the_others_keep_their_state() -> None:
     state = prepared()
+    a, _ = state.virtuals[0].reals
+    state.set_admin(a, override=WeightSpec(7), reason="heavy")
     reload(state, BASE.replace('name="a" addr="127.0.0.1" port="80" weight="10"',
                                'name="a" addr="127.0.0.1" port="80" weight="20"'))
     a, b = state.virtuals[0].reals
-    assert a.online and a.weight == 20
-    assert b.rstate == "OFFLINE" and b.override == WeightSpec(5)
+    assert a.config.weight == 20 and a.counters == A_FAILED and not a.online and a.weight == 0
+    assert (a.rstate, a.override, a.override_reason) == ("ONLINE", None, "")
+    assert (b.rstate, b.override, b.override_reason) == ("OFFLINE", WeightSpec(5), "maintenance")
+    assert b.counters == FRESH
 
 
-def test_a_changed_tester_resets_its_reals() -> None:
+def test_a_changed_tester_keeps_the_test_counters_and_resets_the_rest() -> None:
     state = prepared()
+    finish_a_round(state)
     reload(state, BASE.replace('retries2fail="1"', 'retries2fail="3"'))
     a, b = state.virtuals[0].reals
-    assert a.online and b.rstate == "ONLINE" and b.override is None
+    assert a.virtual.config.tester.retries2fail == 3
+    assert a.counters == A_FAILED and not a.online and not a.tested and a.last_ok is None
+    assert b.counters == FRESH and (b.rstate, b.override, b.override_reason) == ("ONLINE", None, "")
+    assert state.virtuals[0].tested  # tested before under the same key
