@@ -53,10 +53,8 @@ def main(config_xml: str, test_config: bool, verbose: int, daemonize: bool,
         report = check_files(config_xml, maincfg)
         for line in report.errors:
             click.echo(line, err=True)
-        state = "OK" if report.ok else "ERROR"
-        count = len(report.errors)
-        suffix = "" if report.ok else f" ({count} error{'' if count == 1 else 's'})"
-        click.echo(f"XML configuration file [{config_xml}] {state}: {report.summary()}{suffix}")
+        for line in report.summary_lines(config_xml):
+            click.echo(line)
         sys.exit(0 if report.ok else 1)
     from .daemon import Options, run
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, ConfigErrors
+from .errors import ConfigError, ConfigErrors, did_you_mean
 
 DEFAULT_PATH = "/etc/surealived/surealived.cfg"
 LOG_LEVELS = ("error", "warn", "info", "debug", "dbdet")
@@ -232,8 +232,10 @@ def parse_maincfg(text: str, path: str) -> MainConfig:
         name = parts[0]
         key = KEYS_BY_NAME.get(name)
         if key is None:
-            errors.append(ConfigError(path, number, f"unknown key {name!r}",
-                                      valid=_closest(name)))
+            hint = did_you_mean(name, KEYS_BY_NAME)
+            errors.append(ConfigError(path, number, f"unknown key {name!r}"
+                                      + (f", {hint}" if hint else ""),
+                                      valid=None if hint else _ALL_KEYS))
             continue
         if name in seen:
             errors.append(ConfigError(path, number,
@@ -264,11 +266,7 @@ def parse_maincfg(text: str, path: str) -> MainConfig:
     return MainConfig(source=path, **values)
 
 
-def _closest(name: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, KEYS_BY_NAME, n=3)
-    return ", ".join(close) if close else "see the surealived.cfg reference in the README"
+_ALL_KEYS = "see the surealived.cfg reference in the README"
 
 
 def load_maincfg(path: str | None) -> MainConfig:
