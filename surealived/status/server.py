@@ -1,7 +1,8 @@
 """The HTTP status server (aiohttp), a daemon Component; off unless ``status_listen`` is set.
 
 Endpoints, all read-only:
-* ``/metrics``: Prometheus text (``metrics.py``);
+* ``/metrics``: Prometheus text (``metrics.py``); ``?scope=global``, ``?virtual=NAME`` and
+  ``?histograms=off`` narrow it (``metrics.Scope``);
 * ``/status``: the whole state as JSON (``views.status_view``) plus engine and process figures;
 * ``/ready``: 200 once every real has been tested at least once, else 503 saying how many are
   left (for keepalived-style "do not take traffic before the checks know" gates);
@@ -119,13 +120,18 @@ class StatusServer:
         )
 
     async def handle_metrics(self, request: web.Request) -> web.StreamResponse:
+        try:
+            scope = metrics.parse_scope({k: request.query.getall(k) for k in request.query})
+        except ValueError as exc:
+            return web.Response(status=400, text=f"/metrics: {exc}\n")
         # Streamed in chunks, yielding to the event loop between them: at 20,000 reals the
         # whole text takes a few hundred ms to build, which must not delay the checks.
         response = web.StreamResponse(headers={
             "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
         response.enable_compression()
         await response.prepare(request)
-        for chunk in metrics.render_chunks(self.daemon.state, self.history, self.figures()):
+        for chunk in metrics.render_chunks(self.daemon.state, self.history, self.figures(),
+                                           scope):
             await response.write(chunk.encode())
             await asyncio.sleep(0)
         await response.write_eof()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -188,3 +190,69 @@ def test_status_listen_setting() -> None:
         "127.0.0.1", 9337)
     assert parse_maincfg("status_listen [::1]:9337\n", "/x.cfg").status_listen == ("::1", 9337)
     assert parse_maincfg("status_listen off\n", "/x.cfg").status_listen is None
+
+
+def test_state_change_time_in_metrics_and_status() -> None:
+    state = make_state()  # started at 1000.0
+    h2 = state.virtuals[0].reals[1]
+    state.record_result(h2, Result.down("refused"), CheckTiming(started=1200.0, total_us=500_000))
+    state.set_admin(state.virtuals[1].reals[0], "OFFLINE")  # the state's clock says 1000.0
+    text = metrics.render(state, metrics.CheckHistory(), metrics.Figures(now=1300.0))
+    family = next(f for f in text_string_to_metric_families(text)
+                  if f.name == "surealived_real_state_change_timestamp_seconds")
+    by_real = {(s.labels["virtual"], s.labels["real"]): s.value for s in family.samples}
+    assert by_real[("tcp:10.1.1.2:80", "127.0.0.2:81")] == 1200.5  # when the verdict came
+    assert by_real[("tcp:10.1.1.2:80", "127.0.0.1:80")] == 1000.0  # unchanged since start
+    from surealived.status.views import status_view
+
+    web = status_view(state, 1300.0)["virtuals"][0]
+    assert [r["state_changed"] for r in web["reals"]] == [None, 1200.5]
+    assert web["summary"] == {"reals": 2, "up": 0, "states": {"unknown": 1, "down": 1},
+                              "weight": 10, "config_weight": 30, "changed": 1200.5}
+
+
+@pytest.mark.asyncio
+async def test_metrics_scope(served: tuple[Any, StatusServer, str]) -> None:
+    daemon, _, base = served
+    finish_round(daemon.state, 0, [Result.up(), Result.down("HTTP 503")])
+
+    async def families(query: str) -> dict[str, Any]:
+        status, _, text = await get(f"{base}/metrics{query}")
+        assert status == 200, text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    everything = await families("")
+    assert "surealived_real_check_duration_seconds" in everything
+    glob = await families("?scope=global")
+    assert not [name for name in glob if name.startswith("surealived_real_")]
+    reals = {s.labels["vname"]: s.value for s in glob["surealived_virtual_reals"].samples}
+    assert reals == {"web": 2, "web6": 1, "marked": 1, "empty": 0}
+    up = {s.labels["vname"]: s.value for s in glob["surealived_virtual_reals_up"].samples}
+    assert up["web"] == 1
+    web = await families("?virtual=web&histograms=off")
+    assert {s.labels["virtual"] for s in web["surealived_real_up"].samples} == {"tcp:10.1.1.2:80"}
+    assert "surealived_real_check_duration_seconds" not in web
+    assert "surealived_real_checks" in web and "surealived_virtual_reals" in web
+    status, _, text = await get(f"{base}/metrics?scope=some")
+    assert status == 400 and "valid: all, global" in text
+    status, _, text = await get(f"{base}/metrics?virtuals=web")
+    assert status == 400 and "unknown parameter 'virtuals'" in text
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is missing")
+@pytest.mark.parametrize("scope", [metrics.Scope(), metrics.Scope(per_real=False),
+                                   metrics.Scope(virtuals=frozenset({"web"}), histograms=False)])
+def test_promtool_accepts_the_metrics(scope: metrics.Scope) -> None:
+    state = make_state()
+    history = metrics.CheckHistory()
+    state.round_listeners.append(history.on_round)
+    finish_round(state, 0, [Result.up(), Result.down("connection refused")])
+    text = metrics.render(state, history, metrics.Figures(now=1010.0), scope)
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
+        done.stdout + done.stderr)
