@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..control.process import read_process_info
-from . import metrics, page
+from . import metrics, page, recent
 from .views import status_view, untested_count
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class StatusServer:
         self.daemon: Any = None
         self.clock = clock
         self.history = metrics.CheckHistory()
+        self.recent = recent.RecentChecks()  # the last hour of each real, for the page
         self.runner: web.AppRunner | None = None
         self.bound: tuple[str, int] | None = None
         self.cache: dict[str, tuple[float, str]] = {}  # path -> (monotonic expiry, body)
@@ -56,6 +57,8 @@ class StatusServer:
         if listen is None:
             return
         daemon.state.round_listeners.append(self.history.on_round)
+        daemon.state.round_listeners.append(self.recent.on_round)
+        daemon.state.listeners.append(self.recent.on_event)
         host, port = listen
         self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self.runner.setup()
@@ -76,9 +79,12 @@ class StatusServer:
             await self.start(daemon)
 
     async def stop(self, daemon: Daemon) -> None:
-        listeners = daemon.state.round_listeners
-        if self.history.on_round in listeners:
-            listeners.remove(self.history.on_round)
+        rounds = daemon.state.round_listeners
+        for listener in (self.history.on_round, self.recent.on_round):
+            if listener in rounds:
+                rounds.remove(listener)
+        if self.recent.on_event in daemon.state.listeners:
+            daemon.state.listeners.remove(self.recent.on_event)
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -145,6 +151,8 @@ class StatusServer:
         hit = self.cache.get(key)
         if hit is not None and now < hit[0]:
             return hit[1]
+        if len(self.cache) > 64:  # one entry per view (search) asked for: keep the live ones
+            self.cache = {k: v for k, v in self.cache.items() if now < v[0]}
         body = build()
         took = time.monotonic() - now
         self.cache[key] = (now + min(CACHE_MAX_S, 10 * took), body)
@@ -172,5 +180,7 @@ class StatusServer:
         return web.Response(text=f"ready: all {total} reals tested\n")
 
     async def handle_page(self, request: web.Request) -> web.Response:
-        text = self.cached("page", lambda: page.render(self.daemon.state, self.clock()))
+        view = page.View.from_query({k: request.query.getall(k) for k in request.query})
+        text = self.cached(f"page{view.query()}", lambda: page.render(
+            self.daemon.state, self.clock(), view=view, recent=self.recent))
         return web.Response(text=text, content_type="text/html")

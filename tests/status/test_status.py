@@ -175,11 +175,11 @@ async def test_page_renders_states(served: tuple[Any, StatusServer, str]) -> Non
     daemon.state.set_admin(daemon.state.virtuals[1].reals[0], "OFFLINE", reason="swap")
     status, ctype, text = await get(f"{base}/")
     assert status == 200 and ctype.startswith("text/html")
-    assert '<tr class="up" id="web/h1">' in text
-    assert '<tr class="down" id="web/h2">' in text
+    assert '<tr class="r up" id="web/h1">' in text
+    assert '<tr class="r down" id="web/h2">' in text
     assert "HTTP 503 &lt;script&gt;" in text  # reasons are escaped
-    assert '<tr class="removed"' not in text
-    assert '<tr class="drained" id="web6/s1">' in text
+    assert '<tr class="r removed"' not in text
+    assert '<tr class="r drained" id="web6/s1">' in text
 
 
 def test_status_listen_setting() -> None:
@@ -256,3 +256,24 @@ def test_promtool_accepts_the_metrics(scope: metrics.Scope) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
         done.stdout + done.stderr)
+
+
+def test_recent_minutes_and_the_view_in_the_url() -> None:
+    from surealived.status import page
+    from surealived.status.recent import RecentChecks
+
+    state = make_state()
+    h1 = state.virtuals[0].reals[0]
+    recent = RecentChecks()
+    recent.record(h1, True, 0.002, 60 * 1000 + 5)   # minute 1000
+    recent.record(h1, False, 0.5, 60 * 1000 + 30)   # same minute: the slowest one, failed
+    recent.mark_change(h1, 60 * 1030)
+    minutes = recent.minutes(h1, 60 * 1059 + 1)
+    assert len(minutes) == 60 and minutes[0].failed and minutes[0].latency == 183  # 0.5 s
+    assert minutes[30].changed and not any(m.latency for m in minutes[1:])
+    assert recent.minutes(h1, 60 * 1060)[0].latency == 0  # an hour later it is gone
+    view = page.View.from_query({"q": [" 127.0.0.2 "], "problems": ["1"], "open": ["web"]})
+    assert view == page.View("127.0.0.2", True, frozenset({"web"}))
+    assert view.query(opened=frozenset()) == "?q=127.0.0.2&problems=1"
+    text = page.render(state, 1010.0, view=page.View(search="127.0.0.2"), recent=recent)
+    assert text.count('<tr class="r ') == 1 and 'id="web/h2"' in text
