@@ -129,3 +129,31 @@ def test_one_error_is_singular(tmp_path) -> None:
     result = run_check(str(xml))
     assert result.returncode == 1
     assert result.stdout.endswith("no virtuals loaded (1 error)\n")
+
+
+def complete(words: str, cword: int) -> list[str]:
+    env = {**os.environ, "_SUREALIVED_COMPLETE": "bash_complete", "COMP_WORDS": words,
+           "COMP_CWORD": str(cword)}
+    result = subprocess.run([sys.executable, "-c", "from surealived.cli import surealived_main;"
+                             "surealived_main()"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    return [line.split(",", 1)[1] for line in result.stdout.splitlines()]
+
+
+def test_shell_completion_knows_probe_and_its_options() -> None:
+    assert complete("surealived pr", 1) == ["probe"]
+    assert complete("surealived probe lua --ad", 3) == ["--addr"]
+    assert "--no-sync" in complete("surealived --no", 1)
+
+
+def test_options_after_the_xml_and_probe_as_a_subcommand(tmp_path) -> None:
+    xml = tmp_path / "ok.xml"
+    xml.write_text(GOOD)
+    after = subprocess.run([sys.executable, "-c", "from surealived.cli import surealived_main;"
+                            "surealived_main()", str(xml), "-t"], capture_output=True, text=True,
+                           timeout=60)
+    assert after.returncode == 0 and "OK: 1 virtual" in after.stdout
+    probe = subprocess.run([sys.executable, "-c", "from surealived.cli import surealived_main;"
+                            "surealived_main()", "probe", "none", "--addr", "127.0.0.1", "-q"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0 and probe.stdout.startswith("verdict: up")
