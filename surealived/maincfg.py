@@ -87,6 +87,8 @@ KEYS: tuple[Key, ...] = (
     Key("ipvssync_pid_file", "path", "pid file ipvssync writes in -d mode ('' for none)"),
     Key("ipvssync_interval", "int", "seconds between ipvssync's full kernel comparisons", 1),
     Key("ipvssync_poll_ms", "int", "how often ipvssync looks for new diff lines, ms", 10),
+    Key("ipvssync_metrics_file", "path",
+        "ipvssync's metrics as a node exporter textfile (NAME.prom; '' for none)"),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -141,6 +143,7 @@ class MainConfig:
     ipvssync_pid_file: str = ""
     ipvssync_interval: int = 10
     ipvssync_poll_ms: int = 100
+    ipvssync_metrics_file: str = ""
     source: str = field(default="(defaults)", compare=False)
 
     def replace(self, **changes: Any) -> MainConfig:
