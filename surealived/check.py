@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import ConfigErrors
-from .maincfg import MainConfig, load_maincfg
+from .maincfg import DEFAULT_PATH, MainConfig, load_maincfg
 from .model import Config
 from .registry import Registry, load_testers
 from .xmlconfig import parse_config
@@ -20,11 +20,19 @@ from .xmlconfig import parse_config
 
 @dataclass
 class CheckReport:
-    errors: list[str] = field(default_factory=list)
+    """What ``-t`` found, kept per file so each is summarised as itself."""
+
+    cfg_errors: list[str] = field(default_factory=list)
+    tester_errors: list[str] = field(default_factory=list)
+    xml_errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     config: Config | None = None
     maincfg: MainConfig | None = None
     registry: Registry | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        return [*self.cfg_errors, *self.tester_errors, *self.xml_errors]
 
     @property
     def ok(self) -> bool:
@@ -37,6 +45,22 @@ class CheckReport:
         used = ", ".join(f"{name} x{count}" for name, count in sorted(testers.items()))
         return (f"{_count(len(self.config.virtuals), 'virtual')}, "
                 f"{_count(self.config.real_count, 'real')}, testers: {used or 'none'}")
+
+    def summary_lines(self, xml_path: str) -> list[str]:
+        """One line per file checked: the cfg (when one was read), the testers, the XML last."""
+        lines = []
+        source = self.maincfg.source if self.maincfg else "(defaults)"
+        if self.cfg_errors:
+            lines.append(f"Main configuration file [{source}] ERROR "
+                         f"({_count(len(self.cfg_errors), 'error')})")
+        elif source != "(defaults)":
+            lines.append(f"Main configuration file [{source}] OK")
+        if self.tester_errors:
+            lines.append(f"Testers ERROR ({_count(len(self.tester_errors), 'error')})")
+        state = "ERROR" if self.xml_errors else "OK"
+        suffix = f" ({_count(len(self.xml_errors), 'error')})" if self.xml_errors else ""
+        lines.append(f"XML configuration file [{xml_path}] {state}: {self.summary()}{suffix}")
+        return lines
 
 
 def _count(n: int, noun: str) -> str:
@@ -71,16 +95,17 @@ def check_files(xml_path: str, maincfg_path: str | None) -> CheckReport:
             try:
                 grp.getgrnam(group)
             except KeyError:
-                report.errors.append(f"{report.maincfg.source}: control_socket_group {group!r}: "
-                                     "no such group (valid: a group name of this host)")
+                report.cfg_errors.append(
+                    f"{report.maincfg.source}: control_socket_group {group!r}: no such group "
+                    "(valid: a group name of this host)")
     except ConfigErrors as exc:
-        report.errors.extend(str(e) for e in exc.errors)
-        report.maincfg = MainConfig()
+        report.cfg_errors.extend(str(e) for e in exc.errors)
+        report.maincfg = MainConfig(source=maincfg_path or DEFAULT_PATH)
     registry = load_testers(report.maincfg.modules, report.maincfg.modules_path)
     report.registry = registry
-    report.errors.extend(str(e) for e in registry.errors)
+    report.tester_errors.extend(str(e) for e in registry.errors)
     try:
         report.config = parse_config(xml_path, registry)
     except ConfigErrors as exc:
-        report.errors.extend(str(e) for e in exc.errors)
+        report.xml_errors.extend(str(e) for e in exc.errors)
     return report

@@ -1,7 +1,8 @@
 """Command line of ``surealived``: parse options, then hand over to the daemon or to ``-t``.
 
 ``surealived [-t] [-v...] [-d] [-n] [-k] [-c MAINCFG] CONFIG.xml`` as the original, plus
-``surealived probe ...`` to run one tester once against one address.
+``surealived probe ...`` to run one tester once against one address: one click group, so shell
+completion knows the subcommand.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 
 from . import __version__
 from .maincfg import DEFAULT_PATH
+from .probe_cli import probe
 
 _HELP = f"""Test every real server of every virtual service in CONFIG.xml and write the wanted
 IPVS table for ipvssync.
@@ -27,8 +29,28 @@ Run one check by hand:  surealived probe --help
 Main configuration: -c, default {DEFAULT_PATH}."""
 
 
-@click.command(help=_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config_xml", metavar="CONFIG.xml", type=click.Path(dir_okay=False))
+class _Surealived(click.Group):
+    """``surealived [OPTIONS] CONFIG.xml`` runs the daemon (or ``-t``); ``surealived probe ...``
+    runs the subcommand. One click group, so shell completion knows both."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # After a subcommand's name everything is the subcommand's; otherwise options may come
+        # before or after CONFIG.xml, as with the original's getopt.
+        ctx.allow_interspersed_args = not (args and args[0] in self.commands)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            return "CONFIG.xml", _daemon, args  # not a subcommand: the XML file
+        return super().resolve_command(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["[OPTIONS] CONFIG.xml", "|", "probe TESTER --addr A [KEY=VALUE]..."]
+
+
+@click.group(cls=_Surealived, help=_HELP, invoke_without_command=True, no_args_is_help=False,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-t", "--test-config", is_flag=True,
               help="Check surealived.cfg, the testers and CONFIG.xml, print every error, exit.")
 @click.option("-v", "--verbose", count=True,
@@ -43,35 +65,42 @@ Main configuration: -c, default {DEFAULT_PATH}."""
 @click.option("--loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop implementation.")
 @click.version_option(__version__, "-V", "--version", prog_name="surealived")
-def main(config_xml: str, test_config: bool, verbose: int, daemonize: bool,
-         maincfg: str | None, no_sync: bool, no_dumpfile: bool, loop: str) -> None:
-    if test_config:
+@click.pass_context
+def main(ctx: click.Context, **_options: object) -> None:
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        raise click.UsageError("Missing argument 'CONFIG.xml'.")
+
+
+@click.command(hidden=True)
+@click.argument("config_xml", metavar="CONFIG.xml", type=click.Path(dir_okay=False))
+@click.pass_context
+def _daemon(ctx: click.Context, config_xml: str) -> None:
+    """The daemon (or ``-t``) with the options given to ``surealived``."""
+    assert ctx.parent is not None
+    o = ctx.parent.params
+    if o["test_config"]:
         from .check import check_files
         from .logsetup import setup_logging
 
         setup_logging("surealived", enabled=False)  # -t reports its findings itself
-        report = check_files(config_xml, maincfg)
+        report = check_files(config_xml, o["maincfg"])
         for line in report.warnings:
             click.echo(f"warning: {line}", err=True)
         for line in report.errors:
             click.echo(line, err=True)
-        state = "OK" if report.ok else "ERROR"
-        count = len(report.errors)
-        suffix = "" if report.ok else f" ({count} error{'' if count == 1 else 's'})"
-        click.echo(f"XML configuration file [{config_xml}] {state}: {report.summary()}{suffix}")
+        for line in report.summary_lines(config_xml):
+            click.echo(line)
         sys.exit(0 if report.ok else 1)
     from .daemon import Options, run
 
-    sys.exit(run(Options(config_xml=config_xml, maincfg_path=maincfg, verbose=verbose,
-                         daemonize=daemonize, no_sync=no_sync, no_dumpfile=no_dumpfile,
-                         loop=loop)))
+    sys.exit(run(Options(config_xml=config_xml, maincfg_path=o["maincfg"],
+                         verbose=o["verbose"], daemonize=o["daemonize"], no_sync=o["no_sync"],
+                         no_dumpfile=o["no_dumpfile"], loop=o["loop"])))
+
+
+main.add_command(probe, "probe")
 
 
 def surealived_main() -> None:
-    """Console entry point: ``surealived probe ...`` or the daemon."""
-    if sys.argv[1:2] == ["probe"]:
-        from .probe_cli import probe
-
-        probe(args=sys.argv[2:], prog_name="surealived probe")
-    else:
-        main(prog_name="surealived")
+    """Console entry point."""
+    main(prog_name="surealived")

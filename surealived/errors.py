@@ -6,6 +6,9 @@ was wrong and, when it helps, what would be valid.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SureAliveError(Exception):
     """Base of every error the daemon expects to report to a user."""
@@ -14,7 +17,8 @@ class SureAliveError(Exception):
 class ConfigError(SureAliveError):
     """A problem in surealived.cfg or the XML test definition.
 
-    Rendered as ``FILE:LINE: <element name="x"> attribute: message (valid: ...)``.
+    Rendered as ``FILE:LINE: <element name="x"> attribute: message (valid: ...)``; line 0 means
+    the whole file (it could not be read) and is left out: ``FILE: cannot read: ...``.
     """
 
     def __init__(
@@ -36,7 +40,7 @@ class ConfigError(SureAliveError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:"
+        where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
         parts = [where]
         if self.element:
             parts.append(self.element)
@@ -47,6 +51,22 @@ class ConfigError(SureAliveError):
         if self.valid:
             text += f" (valid: {self.valid})"
         return text
+
+
+def closest_names(word: str, choices: Iterable[str]) -> list[str]:
+    """The one or two ``choices`` a misspelled ``word`` most resembles (case aside), or none."""
+    names = list(choices)
+    close = difflib.get_close_matches(word, names, n=2, cutoff=0.7)
+    if not close:
+        lower = difflib.get_close_matches(word.lower(), [c.lower() for c in names], n=1)
+        close = [c for c in names if c.lower() in lower][:1]
+    return close
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """``did you mean 'x'?`` for the choices closest to a misspelled ``word``, else None."""
+    close = closest_names(word, choices)
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None
 
 
 class ConfigErrors(SureAliveError):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, ConfigErrors
+from .errors import ConfigError, ConfigErrors, did_you_mean
 
 DEFAULT_PATH = "/etc/surealived/surealived.cfg"
 LOG_LEVELS = ("error", "warn", "info", "debug", "dbdet")
@@ -94,6 +94,8 @@ KEYS: tuple[Key, ...] = (
     Key("ipvssync_pid_file", "path", "pid file ipvssync writes in -d mode ('' for none)"),
     Key("ipvssync_interval", "int", "seconds between ipvssync's full kernel comparisons", 1),
     Key("ipvssync_poll_ms", "int", "how often ipvssync looks for new diff lines, ms", 10),
+    Key("ipvssync_metrics_file", "path",
+        "ipvssync's metrics as a node exporter textfile (NAME.prom; '' for none)"),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -155,6 +157,7 @@ class MainConfig:
     ipvssync_pid_file: str = ""
     ipvssync_interval: int = 10
     ipvssync_poll_ms: int = 100
+    ipvssync_metrics_file: str = ""
     source: str = field(default="(defaults)", compare=False)
 
     def replace(self, **changes: Any) -> MainConfig:
@@ -254,8 +257,10 @@ def parse_maincfg(text: str, path: str) -> MainConfig:
         name = parts[0]
         key = KEYS_BY_NAME.get(name)
         if key is None:
-            errors.append(ConfigError(path, number, f"unknown key {name!r}",
-                                      valid=_closest(name)))
+            hint = did_you_mean(name, KEYS_BY_NAME)
+            errors.append(ConfigError(path, number, f"unknown key {name!r}"
+                                      + (f", {hint}" if hint else ""),
+                                      valid=None if hint else _ALL_KEYS))
             continue
         if name in seen:
             errors.append(ConfigError(path, number,
@@ -286,11 +291,7 @@ def parse_maincfg(text: str, path: str) -> MainConfig:
     return MainConfig(source=path, **values)
 
 
-def _closest(name: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, KEYS_BY_NAME, n=3)
-    return ", ".join(close) if close else "see the surealived.cfg reference in the README"
+_ALL_KEYS = "see the surealived.cfg reference in the README"
 
 
 def load_maincfg(path: str | None) -> MainConfig:

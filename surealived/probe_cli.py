@@ -102,15 +102,35 @@ def _ms(us: int) -> str:
     return f"{us / 1000:.3f} ms"
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F) if code not in (9, 10)}
+_CONTROL |= {0x0D: "\\r", 0x5C: "\\\\"}
+_CONTROL |= {code: f"\\x{code:02x}" for code in range(0x80, 0xA0)}  # C1: ESC-like on terminals
+
+
+def printable(data: bytes) -> str:
+    """A real's bytes as safe terminal text: UTF-8 kept, invalid bytes as ``\\xNN``, control
+    characters (escape sequences, BEL, NUL, CR, C1) escaped, so a hostile or binary answer
+    cannot move the cursor, retitle the terminal or hide lines; a backslash shows as two."""
+    marked = data.decode("utf-8", "surrogateescape")  # invalid bytes as lone surrogates
+    out = []
+    for char in marked:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        else:
+            out.append(_CONTROL.get(code, char))
+    return "".join(out)
+
+
 def report(result: Result, timing: CheckTiming, transcript: Transcript, quiet: bool) -> str:
     lines = []
     if not quiet:
-        lines += ["--- conversation ---", transcript.render().decode("utf-8", "backslashreplace")]
+        lines += ["--- conversation ---", printable(transcript.render())]
     verdict = "up" if result.ok else "down"
     if result.weight is not None:
         verdict += f", weight {result.weight}{'%' if result.percent else ''}"
     if result.reason:
-        verdict += f": {result.reason}"
+        verdict += f": {printable(result.reason.encode('utf-8', 'surrogateescape'))}"
     lines.append(f"verdict: {verdict}")
     lines.append(f"timings: connect {_ms(timing.conn_us)}, response {_ms(timing.resp_us)}, "
                  f"total {_ms(timing.total_us)}; sent {timing.bytes_sent} bytes, "

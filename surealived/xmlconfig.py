@@ -20,7 +20,7 @@ from typing import Any
 from lxml import etree
 
 from .attrs import BadValue, convert, default_of
-from .errors import ConfigError, ConfigErrors
+from .errors import ConfigError, ConfigErrors, closest_names, did_you_mean
 from .model import (
     REAL_ATTRS,
     TESTER_ATTRS,
@@ -48,6 +48,12 @@ class _Reader:
         self.base_dir = os.path.dirname(os.path.abspath(path))
         self.registry = registry
         self.errors: list[ConfigError] = []
+        self.meant: set[str] = set()  # names the last attributes() call's typos resemble
+        self.last_values: dict[str, Any] = {}  # the last <real>'s converted attributes
+        # (name, line) and (key, line) of every <virtual>, erroneous ones too, so a duplicate
+        # shows in the same run as its other faults
+        self.virtual_names: list[tuple[str, int]] = []
+        self.virtual_keys: list[tuple[Any, str, int]] = []
 
     def error(self, el: Any, message: str, attribute: str | None = None,
               valid: str | None = None) -> None:
@@ -55,26 +61,45 @@ class _Reader:
                                        element=_label(el), attribute=attribute, valid=valid))
 
     def attributes(self, el: Any, table: Mapping[str, Attr], *, defaults: bool = True,
-                   extra: Mapping[str, Attr] = _EMPTY) -> dict[str, Any]:
-        """Convert the attributes of ``el`` declared in ``table`` (or ``extra``)."""
+                   extra: Mapping[str, Attr] = _EMPTY, unknown_ok: bool = False
+                   ) -> dict[str, Any]:
+        """Convert the attributes of ``el`` declared in ``table`` (or ``extra``).
+
+        One error per fault: a value that does not convert is not also "missing", and a
+        misspelled name is reported once, with the name it resembles ("did you mean"), not again
+        as that attribute being missing. ``unknown_ok`` skips undeclared names (the tester is
+        unknown, so its own attributes cannot be told from typos).
+        """
         values: dict[str, Any] = {}
         attrib = el.attrib
+        known = {*table, *extra}
+        meant: set[str] = set()
         for name, text in attrib.items():
             attr = table.get(name) or extra.get(name)
             if attr is None:
-                valid = ", ".join(sorted({*table, *extra}))
-                self.error(el, f"unknown attribute {name!r}", name, valid)
+                close = closest_names(name, known - set(attrib))
+                if unknown_ok and not close:
+                    continue
+                if close:
+                    meant.update(close)
+                    hint = did_you_mean(name, close)
+                    self.error(el, f"unknown attribute {name!r}, {hint}", name)
+                else:
+                    self.error(el, f"unknown attribute {name!r}", name,
+                               ", ".join(sorted(known)))
                 continue
             try:
                 values[name] = convert(attr, text, self.base_dir)
             except BadValue as exc:
                 self.error(el, exc.message, name, exc.valid)
+        self.meant = meant
         if defaults:
             for name, attr in table.items():
                 if name in values or name in attrib:
                     continue
                 if attr.mandatory:
-                    self.error(el, "is mandatory but missing", name, _describe(attr))
+                    if name not in meant:
+                        self.error(el, "is mandatory but missing", name, _describe(attr))
                 else:
                     values[name] = default_of(attr, self.base_dir)
         return values
@@ -84,7 +109,8 @@ class _Reader:
             virtual = self.virtual(root)
             return (virtual,) if virtual else ()
         if root.tag != "surealived":
-            self.error(root, "root element must be <surealived> or <virtual>")
+            self.error(root, "root element must be <surealived> or <virtual>",
+                       valid=_tag_hint(root.tag, ("surealived", "virtual")))
             return ()
         if root.attrib:
             self.error(root, "takes no attributes", next(iter(root.attrib)))
@@ -92,20 +118,21 @@ class _Reader:
         for child in _elements(root):
             if child.tag != "virtual":
                 self.error(child, f"<{child.tag}> is not allowed inside <surealived>",
-                           valid="<virtual> elements")
+                           valid=_tag_hint(child.tag, ("virtual",)))
                 continue
             virtual = self.virtual(child)
             if virtual:
                 virtuals.append(virtual)
-        self.check_duplicates(virtuals)
+        self.check_duplicates()
         return tuple(virtuals)
 
     def virtual(self, el: Any) -> VirtualConfig | None:
         before = len(self.errors)
         v = self.attributes(el, _VIRTUAL_BY_NAME)
+        self.note_identity(el, v)
         proto = v.get("proto")
         if proto == "fwmark":
-            if not v.get("fwmark"):
+            if "fwmark" not in el.attrib or v.get("fwmark") == 0:
                 self.error(el, "is mandatory with proto=\"fwmark\"", "fwmark", "1..4294967295")
             for name in ("addr", "port"):
                 if name in el.attrib:
@@ -113,7 +140,7 @@ class _Reader:
                                "leave it out; the fwmark selects the traffic")
         elif proto in ("tcp", "udp"):
             for name in ("addr", "port"):
-                if name not in el.attrib:
+                if name not in el.attrib and name not in self.meant:
                     self.error(el, f"is mandatory with proto=\"{proto}\"", name,
                                _describe(_VIRTUAL_BY_NAME[name]))
             if "fwmark" in el.attrib:
@@ -125,7 +152,10 @@ class _Reader:
         children = list(_elements(el))
         tester: TesterConfig | None = None
         cls_attrs: dict[str, Attr] = {}
+        tester_known = True
         reals: list[RealConfig] = []
+        real_names: list[tuple[str, int]] = []
+        real_keys: list[tuple[Any, str, int]] = []
         if not children:
             self.error(el, "has no <tester>", valid="<tester> then <real> elements")
         elif children[0].tag != "tester":
@@ -139,16 +169,25 @@ class _Reader:
                     continue
                 seen_tester = True
                 tester, cls_attrs = self.tester(child)
+                proto_text = child.attrib.get("proto")
+                tester_known = bool(proto_text) and self.registry.get(proto_text) is not None
             elif child.tag == "real":
                 if not seen_tester:
                     continue
-                real = self.real(child, tester, cls_attrs, v.get("rt") or "dr")
+                real = self.real(child, tester, cls_attrs, v.get("rt") or "dr", tester_known)
                 if real:
                     reals.append(real)
+                r = self.last_values
+                line = child.sourceline or 0
+                if "name" in r:
+                    real_names.append((r["name"], line))
+                if "addr" in r and "port" in r:
+                    real_keys.append(((r["addr"], r["port"]), r.get("name", "?"), line))
             else:
                 self.error(child, f"<{child.tag}> is not allowed inside <virtual>",
-                           valid="<tester> then <real> elements")
-        self.check_real_duplicates(el, reals)
+                           valid=_tag_hint(child.tag, ("tester", "real"))
+                           or "<tester> then <real> elements")
+        self.check_real_duplicates(real_names, real_keys)
         if len(self.errors) > before or tester is None:
             return None
         fwmark = v["fwmark"] or 0
@@ -162,22 +201,26 @@ class _Reader:
         proto_text = el.attrib.get("proto")
         cls = self.registry.get(proto_text) if proto_text else None
         if proto_text and cls is None:
-            self.error(el, f"no tester named {proto_text!r}", "proto",
-                       ", ".join(sorted(self.registry.testers)))
+            hint = did_you_mean(proto_text, self.registry.testers)
+            self.error(el, f"no tester named {proto_text!r}" + (f", {hint}" if hint else ""),
+                       "proto", None if hint else ", ".join(sorted(self.registry.testers)))
         own = {a.name: a for a in cls.attributes} if cls else {}
         before = len(self.errors)
-        common = self.attributes(el, _TESTER_BY_NAME, extra=own)
+        common = self.attributes(el, _TESTER_BY_NAME, extra=own, unknown_ok=cls is None)
         if cls is None:
             return None, {}
         options = {name: common.pop(name) for name in own if name in common}
         for name, attr in own.items():
-            if name in options:
-                continue
+            if name in options or name in el.attrib:
+                continue  # given, converted or already reported as a bad value
+            if name in self.meant:
+                continue  # reported as the misspelling of it
             if attr.mandatory:
                 self.error(el, f"is mandatory for proto=\"{cls.name}\"", name, _describe(attr))
             else:
                 options[name] = default_of(attr, self.base_dir)
-        if cls.transport != "none" and common.get("testport") is None:
+        if (cls.transport != "none" and common.get("testport") is None
+                and "testport" not in el.attrib and "testport" not in self.meant):
             self.error(el, f"is mandatory for proto=\"{cls.name}\"", "testport", "0..65535")
         if len(self.errors) == before:
             for attribute, problem in cls.validate(options):
@@ -201,10 +244,11 @@ class _Reader:
                             line=el.sourceline or 0), own
 
     def real(self, el: Any, tester: TesterConfig | None, own: dict[str, Attr],
-             virtual_rt: str) -> RealConfig | None:
+             virtual_rt: str, tester_known: bool = True) -> RealConfig | None:
         before = len(self.errors)
         overridable = {name: a for name, a in own.items() if a.per_real}
-        r = self.attributes(el, _REAL_BY_NAME, extra=overridable)
+        r = self.attributes(el, _REAL_BY_NAME, extra=overridable, unknown_ok=not tester_known)
+        self.last_values = r
         if r.get("lthresh") and r.get("lthresh", 0) > (r.get("uthresh") or 0):
             self.error(el, "must not exceed uthresh (the kernel refuses it)", "lthresh",
                        f"0..{r.get('uthresh') or 0}, or set uthresh")
@@ -221,36 +265,64 @@ class _Reader:
                           bindaddr=r["bindaddr"] or tester.bindaddr, rt=r["rt"] or virtual_rt,
                           options=options, line=el.sourceline or 0)
 
-    def check_duplicates(self, virtuals: list[VirtualConfig]) -> None:
-        by_key: dict[Any, VirtualConfig] = {}
-        by_name: dict[str, VirtualConfig] = {}
-        for v in virtuals:
-            first = by_key.setdefault(v.key, v)
-            if first is not v:
-                self.errors.append(ConfigError(
-                    self.path, v.line, f"duplicates the service of line {first.line}",
-                    element=f'<virtual name="{v.name}">',
-                    valid="one <virtual> per address, port and protocol (or fwmark)"))
-            first = by_name.setdefault(v.name, v)
-            if first is not v:
-                self.errors.append(ConfigError(
-                    self.path, v.line, f"name {v.name!r} is already used on line {first.line}",
-                    element=f'<virtual name="{v.name}">', attribute="name"))
+    def note_identity(self, el: Any, v: Mapping[str, Any]) -> None:
+        """Remember a <virtual>'s name and service (when they converted) for the duplicate check."""
+        line = el.sourceline or 0
+        if "name" in v:
+            self.virtual_names.append((v["name"], line))
+        proto = v.get("proto") or "tcp"
+        needed = ("fwmark",) if proto == "fwmark" else ("addr", "port")
+        if all(name in v for name in needed):
+            addr = v.get("addr") or ("::" if v.get("af") == "inet6" else "0.0.0.0")
+            key = (addr, v.get("port") or 0, proto, v.get("fwmark") or 0)
+            self.virtual_keys.append((key, v.get("name", "?"), line))
 
-    def check_real_duplicates(self, el: Any, reals: list[RealConfig]) -> None:
-        by_key: dict[Any, RealConfig] = {}
-        by_name: dict[str, RealConfig] = {}
-        for r in reals:
-            first = by_key.setdefault(r.key, r)
-            if first is not r:
+    def check_duplicates(self) -> None:
+        self.report_repeats("virtual", "duplicates the service of line {}", "service",
+                            self.virtual_names, self.virtual_keys,
+                            "one <virtual> per address, port and protocol (or fwmark)")
+
+    def check_real_duplicates(self, names: list[tuple[str, int]],
+                              keys: list[tuple[Any, str, int]]) -> None:
+        self.report_repeats("real", "duplicates the real of line {} (same address and port)",
+                            "address and port", names, keys,
+                            "one <real> per address and port in a <virtual>")
+
+    def report_repeats(self, tag: str, duplicate: str, what: str, names: list[tuple[str, int]],
+                       keys: list[tuple[Any, str, int]], valid: str) -> None:
+        """One error per repeated element: a copy of an earlier one (same name and same
+        service) is one fault, not two."""
+        same_key = {line: first for _, line, first in _repeats(keys)}
+        same_name = {line: (name, first)
+                     for name, line, first in _repeats((n, n, line) for n, line in names)}
+        for name, line, first in _repeats(keys):
+            if same_name.get(line, ("", 0))[1] == first:
+                message = f"repeats the <{tag}> of line {first} (same name and {what})"
+            else:
+                message = duplicate.format(first)
+            self.errors.append(ConfigError(self.path, line, message,
+                                           element=f'<{tag} name="{name}">', valid=valid))
+        for line, (name, first) in same_name.items():
+            if same_key.get(line) != first:
                 self.errors.append(ConfigError(
-                    self.path, r.line, f"duplicates the real of line {first.line} "
-                    f"(same address and port)", element=f'<real name="{r.name}">'))
-            first = by_name.setdefault(r.name, r)
-            if first is not r:
-                self.errors.append(ConfigError(
-                    self.path, r.line, f"name {r.name!r} is already used on line {first.line}",
-                    element=f'<real name="{r.name}">', attribute="name"))
+                    self.path, line, f"name {name!r} is already used on line {first}",
+                    element=f'<{tag} name="{name}">', attribute="name"))
+
+
+def _repeats(items: Any) -> list[tuple[str, int, int]]:
+    """(label, line, first line) of each (key, label, line) whose key was seen before."""
+    first: dict[Any, int] = {}
+    found = []
+    for key, label, line in items:
+        seen = first.setdefault(key, line)
+        if seen != line:
+            found.append((label, line, seen))
+    return found
+
+
+def _tag_hint(tag: str, allowed: tuple[str, ...]) -> str:
+    hint = did_you_mean(tag, allowed)
+    return hint.replace("'", "") if hint else ", ".join(f"<{t}>" for t in allowed)
 
 
 def _elements(el: Any) -> Any:
@@ -289,7 +361,8 @@ def parse_config_bytes(data: bytes, path: str, registry: Registry) -> Config:
     reader = _Reader(path, registry)
     virtuals = reader.document(root)
     if reader.errors:
-        raise ConfigErrors(reader.errors)
+        # in file order, so each error sits with its element however it was found
+        raise ConfigErrors(sorted(reader.errors, key=lambda e: e.line))
     return Config(path=path, virtuals=virtuals)
 
 

@@ -132,9 +132,9 @@ def initial_counters(tester: TesterConfig) -> Counters:
 class RealState:
     """One real inside one virtual: configuration, test state, administrative state, stats."""
 
-    __slots__ = ("config", "counters", "dynamic", "last_check", "last_duration", "last_ok",
-                 "last_reason", "override", "override_reason", "rstate", "stats", "tested",
-                 "virtual")
+    __slots__ = ("changed", "config", "counters", "dynamic", "last_check", "last_duration",
+                 "last_ok", "last_reason", "override", "override_reason", "rstate", "stats",
+                 "tested", "virtual")
 
     def __init__(self, virtual: VirtualState, config: RealConfig) -> None:
         self.virtual = virtual
@@ -149,6 +149,8 @@ class RealState:
         self.last_reason = ""
         self.last_check = 0.0
         self.last_duration = 0.0
+        # wall clock of the last change of test state or rstate; 0: none since start
+        self.changed = 0.0
         self.stats = RealStats(window=virtual.config.tester.stats_samples)
 
     @property
@@ -223,8 +225,8 @@ class RoundReport:
 RoundListener = Callable[[RoundReport], None]
 
 
-_KEPT_ON_RELOAD = ("counters", "rstate", "override", "override_reason", "dynamic", "tested",
-                   "last_ok", "last_reason", "last_check", "last_duration", "stats")
+_KEPT_ON_RELOAD = ("changed", "counters", "rstate", "override", "override_reason", "dynamic",
+                   "tested", "last_ok", "last_reason", "last_check", "last_duration", "stats")
 
 
 def _service(vconf: VirtualConfig) -> VirtualConfig:
@@ -354,6 +356,7 @@ class DaemonState:
         real.dynamic = new_dynamic
         flipped = real.counters.online != before.online
         if flipped:
+            real.changed = real.last_check + real.last_duration  # when the verdict came
             if real.counters.online:
                 c.t_online_set += 1
                 real.stats.online_set += 1
@@ -372,6 +375,8 @@ class DaemonState:
         if rstate is not None:
             if rstate not in RSTATES:
                 raise ValueError(f"rstate {rstate!r} is not one of {', '.join(RSTATES)}")
+            if rstate != real.rstate:
+                real.changed = self.clock()
             real.rstate = rstate
         if clear_override:
             real.override = None

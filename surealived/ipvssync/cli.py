@@ -22,6 +22,7 @@ from ..logsetup import reopen, setup_logging, verbosity_level
 from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
 from .files import SyncLock, SyncPaths, Wanted, load_wanted
 from .kernel import UNAVAILABLE, IPVSUnavailable, Kernel, KernelError, open_kernel
+from .metrics import MetricsFile
 from .planner import plan, summary
 from .syncer import Settings, Syncer
 from .table import Table
@@ -191,9 +192,27 @@ def _run(paths: SyncPaths, cfg: MainConfig, log: logging.Logger, manage_unmanage
     settings = Settings(paths, manage_unmanaged, keep_diffs, cfg.ipvssync_poll_ms / 1000,
                         float(cfg.ipvssync_interval))
     syncer = Syncer(settings, kernel, log)
+    metrics_file = (MetricsFile(cfg.ipvssync_metrics_file, refresh=settings.interval)
+                    if cfg.ipvssync_metrics_file else None)
+
+    said: list[str] = []
+
+    def write_metrics() -> None:
+        if metrics_file is None:
+            return
+        try:
+            metrics_file.maybe_write(syncer.figures)
+        except OSError as exc:  # the metrics must never stop the syncing; said once
+            text = f"cannot write {metrics_file.path}: {exc.strerror or exc}"
+            if text not in said:
+                said.append(text)
+                log.warning("%s (retried at the next change)", text)
+
     with kernel:
         if once:
-            return 0 if syncer.once() else 1
+            done = syncer.once()
+            write_metrics()
+            return 0 if done else 1
         stop = _Stop()
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -214,8 +233,13 @@ def _run(paths: SyncPaths, cfg: MainConfig, log: logging.Logger, manage_unmanage
             try:
                 syncer.step()
             except KernelError as exc:
+                syncer.figures.kernel_errors += 1
+                syncer.figures.in_sync = False
+                syncer.figures.changed()
+                write_metrics()
                 log.error("%s; trying again in %s s", exc, settings.interval)
                 stop.event.wait(settings.interval)
+            write_metrics()
             stop.event.wait(settings.poll)
     sdnotify.sd_notify("STOPPING=1")
     log.info("ipvssync stopped")

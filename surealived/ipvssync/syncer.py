@@ -36,6 +36,7 @@ from .files import (
     load_wanted,
 )
 from .kernel import reason
+from .metrics import SyncFigures
 from .planner import DEL_SERVICE, Op, plan, summary
 from .reader import apply_change
 from .table import ServiceKey, Table
@@ -75,6 +76,7 @@ class Syncer:
         self._failing: dict[tuple[object, ...], int] = {}
         self._retry_keys: set[ServiceKey] = set()
         self._said_no_lock = False
+        self.figures = SyncFigures()  # for ipvssync_metrics_file
 
     # -- loading -------------------------------------------------------------------------
 
@@ -108,6 +110,9 @@ class Syncer:
                 lines = [f"snapshot refused: {e}" for e in result.errors]
                 text = "\n".join(lines)
             level = logging.ERROR if text != self._failed_text else logging.DEBUG
+            if result is not None and level == logging.ERROR:  # a new refusal, not a retry
+                self.figures.snapshots_refused += 1
+                self.figures.changed()
             for line in lines:
                 self.log.log(level, "%s", line)
             if self.wanted is not None:
@@ -132,6 +137,10 @@ class Syncer:
                       result.replayed, os.path.basename(result.tail.path))
         self.wanted = result.table
         self.tail = result.tail
+        f = self.figures
+        f.last_load = time.time()
+        f.services, f.reals = len(result.table.services), result.table.count_dests()
+        f.changed()
         return True
 
     def _cleanup(self, tail: DiffTail) -> None:
@@ -165,8 +174,14 @@ class Syncer:
         if not ops:
             return failed
         results = self.backend.apply(ops)
+        f = self.figures
+        f.changed()
         for op, (code, text) in zip(ops, results, strict=True):
             ident = self._op_id(op)
+            counts = f.applied if code == 0 else f.failed
+            counts[op.kind] = counts.get(op.kind, 0) + 1
+            if code == 0 and context == "repair":
+                f.drift_repaired += 1
             if code == 0:
                 if self._failing.pop(ident, None) is not None:
                     self.log.info("%s: %s (applied now, it failed before)", context,
@@ -201,7 +216,9 @@ class Syncer:
         kernel = self.backend.read_table()
         ops = plan(self.wanted, kernel, self.settings.manage_unmanaged)
         self._retry_keys.clear()
+        self.figures.syncs["full"] += 1
         if not ops:
+            self._synced(True, full=True)
             level = logging.DEBUG if context == "repair" else logging.INFO
             self.log.log(level, "%s: the kernel matches the wanted table (%d services, %d "
                          "reals)", context, len(self.wanted.services), self.wanted.count_dests())
@@ -214,8 +231,9 @@ class Syncer:
         failed = self._apply(ops, context)
         touched = {op.service.key for op in ops if op.kind != DEL_SERVICE}
         deleted = {op.service.key for op in ops if op.kind == DEL_SERVICE}
-        ok = self._confirm(touched, deleted, context)
-        return ok and not failed
+        ok = self._confirm(touched, deleted, context) and not failed
+        self._synced(ok, full=True)
+        return ok
 
     def sync_services(self, keys: set[ServiceKey], context: str) -> bool:
         """Sync only ``keys`` (after diff lines); -u does not apply to a partial sync."""
@@ -225,7 +243,18 @@ class Syncer:
         failed = self._apply(ops, context)
         ok = self._confirm({op.service.key for op in ops}, set(), context) if ops else True
         self._retry_keys |= failed
+        self.figures.syncs["services"] += 1
+        self._synced(ok and not failed, full=False)
         return ok and not failed
+
+    def _synced(self, ok: bool, full: bool) -> None:
+        f = self.figures
+        f.in_sync = ok
+        if ok:
+            f.last_sync = time.time()
+            if full:
+                f.last_full_sync = f.last_sync
+        f.changed()
 
     # -- the loop ------------------------------------------------------------------------
 

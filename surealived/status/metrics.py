@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any
 
 from ..engine.state import RSTATES, DaemonState, RealState, RoundReport
-from .views import real_id, untested_count, virtual_id
+from .views import real_id, untested_count, virtual_id, virtual_summary
 
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0)  # coarse: nine series per real
 MAX_REASONS = 32
@@ -109,14 +109,48 @@ class Figures:
 CHUNK = 5000  # lines per chunk: the server yields to the event loop between chunks
 
 
-def render(state: DaemonState, history: CheckHistory, fig: Figures) -> str:
-    return "".join(render_chunks(state, history, fig))
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which series a scrape wants: ``per_real`` off keeps the process-wide and per-virtual
+    families only; ``virtuals`` (names) limits the per-real families to those virtuals;
+    ``histograms`` off drops the per-real duration histograms (nine series per real)."""
+
+    per_real: bool = True
+    virtuals: frozenset[str] | None = None
+    histograms: bool = True
 
 
-def render_chunks(state: DaemonState, history: CheckHistory, fig: Figures) -> Iterator[str]:
+SCOPE_USAGE = "scope=all|global, virtual=NAME (repeatable), histograms=on|off"
+
+
+def parse_scope(query: Mapping[str, list[str]]) -> Scope:
+    """``/metrics`` query parameters into a ``Scope``; ValueError says what is valid."""
+    unknown = sorted(set(query) - {"scope", "virtual", "histograms"})
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} (valid: {SCOPE_USAGE})")
+    scope = (query.get("scope") or ["all"])[-1]
+    if scope not in ("all", "global"):
+        raise ValueError(f"scope={scope!r} is not valid (valid: all, global)")
+    histograms = (query.get("histograms") or ["on"])[-1]
+    if histograms not in ("on", "off"):
+        raise ValueError(f"histograms={histograms!r} is not valid (valid: on, off)")
+    names = query.get("virtual")
+    return Scope(per_real=scope == "all", virtuals=frozenset(names) if names else None,
+                 histograms=histograms == "on")
+
+
+def render(state: DaemonState, history: CheckHistory, fig: Figures,
+           scope: Scope = Scope()) -> str:
+    return "".join(render_chunks(state, history, fig, scope))
+
+
+def render_chunks(state: DaemonState, history: CheckHistory, fig: Figures,
+                  scope: Scope = Scope()) -> Iterator[str]:
     """The exposition in pieces of about ``CHUNK`` lines (each family stays contiguous)."""
     out: list[str] = []
-    reals = [(v, r) for v in state.virtuals for r in v.reals]
+    wanted = scope.virtuals
+    reals = [(v, r) for v in state.virtuals if scope.per_real
+             and (wanted is None or v.config.name in wanted) for r in v.reals]
     # Two short identity labels on every per-real series; names and tester are on
     # surealived_real_info (join with group_left), which keeps 20,000 reals affordable.
     pairs = [(r, f'virtual="{escape(virtual_id(v))}",real="{escape(real_id(r))}"')
@@ -140,13 +174,32 @@ def render_chunks(state: DaemonState, history: CheckHistory, fig: Figures) -> It
     out.append(f"surealived_ready {1 if untested == 0 else 0}")
     _counters(out, state)
     _engine(out, fig)
+    _per_virtual(out, state)
     yield "\n".join(out) + "\n"
-    lines = _per_real(pairs, history)
+    if not pairs:
+        return
+    lines = _per_real(pairs, history, state.started, scope.histograms)
     while chunk := list(islice(lines, CHUNK)):
         yield "\n".join(chunk) + "\n"
 
 
-def _per_real(pairs: list[tuple[RealState, str]], history: CheckHistory) -> Iterator[str]:
+def _per_virtual(out: list[str], state: DaemonState) -> None:
+    """Per-virtual summaries: what a dashboard of many virtuals needs without per-real series."""
+    rows = [(f'virtual="{escape(virtual_id(v))}",vname="{escape(v.config.name)}"',
+             virtual_summary(v)) for v in state.virtuals]
+    for name, key, help_text in (
+            ("surealived_virtual_reals", "reals", "Reals configured in the virtual."),
+            ("surealived_virtual_reals_up", "up", "Reals of the virtual that are up."),
+            ("surealived_virtual_weight", "weight",
+             "Sum of the weights of the virtual's reals in the IPVS table."),
+            ("surealived_virtual_config_weight", "config_weight",
+             "Sum of the virtual's reals' weights in the XML.")):
+        _family(out, name, "gauge", help_text)
+        out.extend(f"{name}{{{lab}}} {summary[key]}" for lab, summary in rows)
+
+
+def _per_real(pairs: list[tuple[RealState, str]], history: CheckHistory, started: float,
+              histograms: bool = True) -> Iterator[str]:
     """Per-real families, line by line (the caller cuts them into chunks)."""
     yield from _help("surealived_real_info", "gauge", "Names and tester of each real (value 1).")
     for r, lab in pairs:
@@ -172,12 +225,18 @@ def _per_real(pairs: list[tuple[RealState, str]], history: CheckHistory) -> Iter
     yield from _help(name, "gauge", "When the last check of the real started (0: never).")
     for r, lab in pairs:
         yield f"{name}{{{lab}}} {_num(r.last_check)}"
+    name = "surealived_real_state_change_timestamp_seconds"
+    yield from _help(name, "gauge", "When the real's test state or rstate last changed (the "
+                     "daemon's start time when it has not changed since).")
+    for r, lab in pairs:
+        yield f"{name}{{{lab}}} {_num(r.changed or started)}"
     name = "surealived_real_check_duration_seconds"
-    yield from _help(name, "histogram", "Duration of the real's checks since start.")
+    if histograms:
+        yield from _help(name, "histogram", "Duration of the real's checks since start.")
     bounds = [_num(b) for b in BUCKETS]
     for r, lab in pairs:
         h = history.reals.get(real_key(r))
-        if h is None:
+        if h is None or not histograms:
             continue
         for bound, count in zip(bounds, h.buckets, strict=True):
             yield f'{name}_bucket{{{lab},le="{bound}"}} {count}'

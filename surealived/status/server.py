@@ -1,7 +1,8 @@
 """The HTTP status server (aiohttp), a daemon Component; off unless ``status_listen`` is set.
 
 Endpoints, all read-only:
-* ``/metrics``: Prometheus text (``metrics.py``);
+* ``/metrics``: Prometheus text (``metrics.py``); ``?scope=global``, ``?virtual=NAME`` and
+  ``?histograms=off`` narrow it (``metrics.Scope``);
 * ``/status``: the whole state as JSON (``views.status_view``) plus engine and process figures;
 * ``/ready``: 200 once every real has been tested at least once, else 503 saying how many are
   left (for keepalived-style "do not take traffic before the checks know" gates);
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from ..control.process import read_process_info
 from ..limits import status_client_budget
-from . import metrics, page
+from . import metrics, page, recent
 from .views import status_view, untested_count
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class StatusServer:
         self.daemon: Any = None
         self.clock = clock
         self.history = metrics.CheckHistory()
+        self.recent = recent.RecentChecks()  # the last hour of each real, for the page
         self.runner: web.AppRunner | None = None
         self.server: asyncio.Server | None = None
         self.gate: Gate | None = None
@@ -158,6 +160,8 @@ class StatusServer:
         if listen is None:
             return
         daemon.state.round_listeners.append(self.history.on_round)
+        daemon.state.round_listeners.append(self.recent.on_round)
+        daemon.state.listeners.append(self.recent.on_event)
         host, port = listen
         cfg = daemon.maincfg
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -195,9 +199,12 @@ class StatusServer:
             await self.start(daemon)
 
     async def stop(self, daemon: Daemon) -> None:
-        listeners = daemon.state.round_listeners
-        if self.history.on_round in listeners:
-            listeners.remove(self.history.on_round)
+        rounds = daemon.state.round_listeners
+        for listener in (self.history.on_round, self.recent.on_round):
+            if listener in rounds:
+                rounds.remove(listener)
+        if self.recent.on_event in daemon.state.listeners:
+            daemon.state.listeners.remove(self.recent.on_event)
         if self.server is not None:
             self.server.close()
             if self.gate is not None:
@@ -246,13 +253,18 @@ class StatusServer:
         )
 
     async def handle_metrics(self, request: web.Request) -> web.StreamResponse:
+        try:
+            scope = metrics.parse_scope({k: request.query.getall(k) for k in request.query})
+        except ValueError as exc:
+            return web.Response(status=400, text=f"/metrics: {exc}\n")
         # Streamed in chunks, yielding to the event loop between them: at 20,000 reals the
         # whole text takes a few hundred ms to build, which must not delay the checks.
         response = web.StreamResponse(headers={
             "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
         response.enable_compression()
         await response.prepare(request)
-        for chunk in metrics.render_chunks(self.daemon.state, self.history, self.figures()):
+        for chunk in metrics.render_chunks(self.daemon.state, self.history, self.figures(),
+                                           scope):
             await response.write(chunk.encode())
             await asyncio.sleep(0)
         await response.write_eof()
@@ -266,6 +278,8 @@ class StatusServer:
         hit = self.cache.get(key)
         if hit is not None and now < hit[0]:
             return hit[1]
+        if len(self.cache) > 64:  # one entry per view (search) asked for: keep the live ones
+            self.cache = {k: v for k, v in self.cache.items() if now < v[0]}
         body = build()
         took = time.monotonic() - now
         self.cache[key] = (now + min(CACHE_MAX_S, 10 * took), body)
@@ -293,5 +307,7 @@ class StatusServer:
         return web.Response(text=f"ready: all {total} reals tested\n")
 
     async def handle_page(self, request: web.Request) -> web.Response:
-        text = self.cached("page", lambda: page.render(self.daemon.state, self.clock()))
+        view = page.View.from_query({k: request.query.getall(k) for k in request.query})
+        text = self.cached(f"page{view.query()}", lambda: page.render(
+            self.daemon.state, self.clock(), view=view, recent=self.recent))
         return web.Response(text=text, content_type="text/html")

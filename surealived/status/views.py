@@ -56,7 +56,27 @@ def real_view(index: int, r: RealState) -> dict[str, Any]:
         "tested": r.tested, "last_ok": r.last_ok, "last_reason": r.last_reason,
         "last_check": r.last_check or None, "last_duration": r.last_duration,
         "in_table": r.in_table,
+        # when the test state or rstate last changed; null: not since the daemon started
+        "state_changed": r.changed or None,
     }
+
+
+def virtual_summary(v: VirtualState) -> dict[str, Any]:
+    """One virtual at a glance: reals by state word, weight in the table against the XML's,
+    and the newest change of any of its reals (0: none since start)."""
+    words: dict[str, int] = {}
+    weight = 0
+    config_weight = 0
+    changed = 0.0
+    for r in v.reals:
+        word = real_state_word(r)
+        words[word] = words.get(word, 0) + 1
+        if r.in_table:
+            weight += r.weight
+        config_weight += r.config.weight
+        changed = max(changed, r.changed)
+    return {"reals": len(v.reals), "up": words.get("up", 0), "states": words,
+            "weight": weight, "config_weight": config_weight, "changed": changed or None}
 
 
 def untested_count(state: DaemonState) -> int:
@@ -76,6 +96,7 @@ def status_view(state: DaemonState, now: float) -> dict[str, Any]:
     virtuals = []
     for i, v in enumerate(state.virtuals):
         entry = virtual_view(i, v)
+        entry["summary"] = virtual_summary(v)
         entry["reals"] = [real_view(j, r) for j, r in enumerate(v.reals)]
         virtuals.append(entry)
     reals = sum(len(v.reals) for v in state.virtuals)

@@ -79,7 +79,7 @@ BAD_LINES = [
     ("modules http, dns", 1, "modules: value must not contain blanks"),
     ("modules http,,dns", 1, "modules: bad value"),
     ("no_such_key 1", 1, "unknown key 'no_such_key'"),
-    ("max_fd 100", 1, "(valid: maxfd"),
+    ("max_fd 100", 1, "did you mean 'maxfd'?"),
     ("debug_comm 2", 1, "debug_comm: bad value '2'"),
     ("status_listen 9000", 1, "status_listen: bad value '9000'"),
     ("# ok\nmaxfd 100\nmaxfd 200", 3, "maxfd: duplicate key (first set on line 2)"),

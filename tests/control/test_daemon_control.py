@@ -132,7 +132,7 @@ def test_operator_session_against_a_running_daemon(
     assert samples[("surealived_checks_in_flight", ())] >= 0
     assert ("surealived_loop_lag_seconds", ()) in samples
     code, page = http(status, "/")
-    assert code == 200 and '<tr class="down" id="web/b">' in page
+    assert code == 200 and '<tr class="r down" id="web/b">' in page
     assert json.loads(http(status, "/status")[1])["ready"] is True
 
 

@@ -265,3 +265,46 @@ def test_replaced_diff_file_starts_over_from_the_snapshot(files):
     syncer.step(2.0)
     syncer.step(3.0)
     assert weights(kernel, A) == {"10.1.0.1": 10, "10.1.0.2": 6}
+
+
+def test_metrics_textfile_counts_syncs_operations_drift_and_errors(files, tmp_path):
+    import shutil
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from surealived.ipvssync.metrics import MetricsFile
+
+    files.snapshot(BODY, 100)
+    kernel = FakeKernel()
+    syncer = make(files, kernel)
+    out = MetricsFile(str(tmp_path / "ipvssync.prom"), refresh=60.0)
+    syncer.step(0.0)  # start-up: 2 services and 3 reals added
+    kernel.table.remove_dest(A, ("10.1.0.2", 80))  # someone ran ipvsadm -d
+    syncer.step(20.0)  # the full comparison repairs it
+    files.diff(f"cmd=chgreal {VA} rname=r1 raddr=10.1.0.1 rport=80 rweight=3")
+    kernel.known_scheds.discard("wrr")
+    kernel.table.remove_service(A)  # re-adding A now fails (unknown scheduler)
+    syncer.step(21.0)
+    assert out.maybe_write(syncer.figures, now=21.0)
+    assert not out.maybe_write(syncer.figures, now=22.0)  # unchanged: not rewritten
+    text = (tmp_path / "ipvssync.prom").read_text()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    applied = {labels: v for (name, labels), v in samples.items()
+               if name == "ipvssync_operations_total" and ("result", "applied") in labels}
+    assert applied[(("op", "add-dest"), ("result", "applied"))] == 4  # 3 at start, 1 repair
+    assert applied[(("op", "add-service"), ("result", "applied"))] == 2
+    assert samples[("ipvssync_operations_total",
+                    (("op", "add-service"), ("result", "failed")))] >= 1
+    assert samples[("ipvssync_drift_repaired_total", ())] == 1
+    assert samples[("ipvssync_errors_total", (("kind", "operation"),))] >= 1
+    assert samples[("ipvssync_in_sync", ())] == 0
+    assert samples[("ipvssync_syncs_total", (("kind", "full"),))] == 2
+    assert samples[("ipvssync_last_full_sync_timestamp_seconds", ())] > 1e9
+    assert samples[("ipvssync_wanted_reals", ())] == 3
+    promtool = shutil.which("promtool")
+    if promtool:  # Debian's prometheus package
+        done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout

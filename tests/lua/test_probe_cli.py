@@ -57,3 +57,30 @@ def test_attribute_errors_name_the_attribute_and_what_is_valid(tmp_path: Path) -
     assert code == 2 and "no tester named 'nope' (valid: " in out
     code, out = run("tcp", "--addr", "300.1.1.1", "--port", "9")
     assert code == 2 and "--addr: '300.1.1.1' is not an IP address" in out
+
+
+def test_control_characters_from_the_real_are_shown_escaped(tmp_path: Path) -> None:
+    import contextlib
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):  # the script closes when it has its line
+            conn.sendall(b"+OK \x1b]0;owned\x07\x1b[2J\x00 caf\xc3\xa9 \xff\r\n")
+            conn.recv(100)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    script = write_script(tmp_path, "function check(t)\n local s = sd.tcp()\n"
+                          " assert(s:connect(t.addr, t.port))\n local line = s:receive()\n"
+                          " s:close()\n return false, line\nend")
+    code, out = run("lua", "--addr", "127.0.0.1", "--port", str(port), f"script={script}")
+    thread.join(10)
+    listener.close()
+    assert code == 1, out
+    assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\r" not in out
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x00 café \\xff" in out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -173,11 +175,11 @@ async def test_page_renders_states(served: tuple[Any, StatusServer, str]) -> Non
     daemon.state.set_admin(daemon.state.virtuals[1].reals[0], "OFFLINE", reason="swap")
     status, ctype, text = await get(f"{base}/")
     assert status == 200 and ctype.startswith("text/html")
-    assert '<tr class="up" id="web/h1">' in text
-    assert '<tr class="down" id="web/h2">' in text
+    assert '<tr class="r up" id="web/h1">' in text
+    assert '<tr class="r down" id="web/h2">' in text
     assert "HTTP 503 &lt;script&gt;" in text  # reasons are escaped
-    assert '<tr class="removed"' not in text
-    assert '<tr class="drained" id="web6/s1">' in text
+    assert '<tr class="r removed"' not in text
+    assert '<tr class="r drained" id="web6/s1">' in text
 
 
 def test_status_listen_setting() -> None:
@@ -188,3 +190,90 @@ def test_status_listen_setting() -> None:
         "127.0.0.1", 9337)
     assert parse_maincfg("status_listen [::1]:9337\n", "/x.cfg").status_listen == ("::1", 9337)
     assert parse_maincfg("status_listen off\n", "/x.cfg").status_listen is None
+
+
+def test_state_change_time_in_metrics_and_status() -> None:
+    state = make_state()  # started at 1000.0
+    h2 = state.virtuals[0].reals[1]
+    state.record_result(h2, Result.down("refused"), CheckTiming(started=1200.0, total_us=500_000))
+    state.set_admin(state.virtuals[1].reals[0], "OFFLINE")  # the state's clock says 1000.0
+    text = metrics.render(state, metrics.CheckHistory(), metrics.Figures(now=1300.0))
+    family = next(f for f in text_string_to_metric_families(text)
+                  if f.name == "surealived_real_state_change_timestamp_seconds")
+    by_real = {(s.labels["virtual"], s.labels["real"]): s.value for s in family.samples}
+    assert by_real[("tcp:10.1.1.2:80", "127.0.0.2:81")] == 1200.5  # when the verdict came
+    assert by_real[("tcp:10.1.1.2:80", "127.0.0.1:80")] == 1000.0  # unchanged since start
+    from surealived.status.views import status_view
+
+    web = status_view(state, 1300.0)["virtuals"][0]
+    assert [r["state_changed"] for r in web["reals"]] == [None, 1200.5]
+    assert web["summary"] == {"reals": 2, "up": 0, "states": {"unknown": 1, "down": 1},
+                              "weight": 10, "config_weight": 30, "changed": 1200.5}
+
+
+@pytest.mark.asyncio
+async def test_metrics_scope(served: tuple[Any, StatusServer, str]) -> None:
+    daemon, _, base = served
+    finish_round(daemon.state, 0, [Result.up(), Result.down("HTTP 503")])
+
+    async def families(query: str) -> dict[str, Any]:
+        status, _, text = await get(f"{base}/metrics{query}")
+        assert status == 200, text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    everything = await families("")
+    assert "surealived_real_check_duration_seconds" in everything
+    glob = await families("?scope=global")
+    assert not [name for name in glob if name.startswith("surealived_real_")]
+    reals = {s.labels["vname"]: s.value for s in glob["surealived_virtual_reals"].samples}
+    assert reals == {"web": 2, "web6": 1, "marked": 1, "empty": 0}
+    up = {s.labels["vname"]: s.value for s in glob["surealived_virtual_reals_up"].samples}
+    assert up["web"] == 1
+    web = await families("?virtual=web&histograms=off")
+    assert {s.labels["virtual"] for s in web["surealived_real_up"].samples} == {"tcp:10.1.1.2:80"}
+    assert "surealived_real_check_duration_seconds" not in web
+    assert "surealived_real_checks" in web and "surealived_virtual_reals" in web
+    status, _, text = await get(f"{base}/metrics?scope=some")
+    assert status == 400 and "valid: all, global" in text
+    status, _, text = await get(f"{base}/metrics?virtuals=web")
+    assert status == 400 and "unknown parameter 'virtuals'" in text
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is missing")
+@pytest.mark.parametrize("scope", [metrics.Scope(), metrics.Scope(per_real=False),
+                                   metrics.Scope(virtuals=frozenset({"web"}), histograms=False)])
+def test_promtool_accepts_the_metrics(scope: metrics.Scope) -> None:
+    state = make_state()
+    history = metrics.CheckHistory()
+    state.round_listeners.append(history.on_round)
+    finish_round(state, 0, [Result.up(), Result.down("connection refused")])
+    text = metrics.render(state, history, metrics.Figures(now=1010.0), scope)
+    assert PROMTOOL is not None
+    done = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
+        done.stdout + done.stderr)
+
+
+def test_recent_minutes_and_the_view_in_the_url() -> None:
+    from surealived.status import page
+    from surealived.status.recent import RecentChecks
+
+    state = make_state()
+    h1 = state.virtuals[0].reals[0]
+    recent = RecentChecks()
+    recent.record(h1, True, 0.002, 60 * 1000 + 5)   # minute 1000
+    recent.record(h1, False, 0.5, 60 * 1000 + 30)   # same minute: the slowest one, failed
+    recent.mark_change(h1, 60 * 1030)
+    minutes = recent.minutes(h1, 60 * 1059 + 1)
+    assert len(minutes) == 60 and minutes[0].failed and minutes[0].latency == 183  # 0.5 s
+    assert minutes[30].changed and not any(m.latency for m in minutes[1:])
+    assert recent.minutes(h1, 60 * 1060)[0].latency == 0  # an hour later it is gone
+    view = page.View.from_query({"q": [" 127.0.0.2 "], "problems": ["1"], "open": ["web"]})
+    assert view == page.View("127.0.0.2", True, frozenset({"web"}))
+    assert view.query(opened=frozenset()) == "?q=127.0.0.2&problems=1"
+    text = page.render(state, 1010.0, view=page.View(search="127.0.0.2"), recent=recent)
+    assert text.count('<tr class="r ') == 1 and 'id="web/h2"' in text
