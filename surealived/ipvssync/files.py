@@ -30,6 +30,8 @@ _READ_LIMIT = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SyncPaths:
+    """The four files of the hand-off, for both sides: surealived's writer and ipvssync."""
+
     full_sync_file: str
     lock_sync_file: str
     full_reload_file: str
