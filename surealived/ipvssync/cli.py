@@ -81,6 +81,10 @@ def _check(paths: SyncPaths) -> int:
         click.echo(f"warning: {warning}", err=True)
     for entry in wanted.problems:
         click.echo(f"warning: {entry.where}: {entry.error}: {entry.text}", err=True)
+    if wanted.more_problems:
+        click.echo(f"warning: {wanted.more_problems} more diff lines not applied", err=True)
+    if wanted.tail.blocked:
+        click.echo(f"warning: {wanted.tail.blocked_why}", err=True)
     click.echo(f"ipvssync config file [{paths.full_sync_file}] syntax OK: "
                f"{len(wanted.table.services)} virtuals, {wanted.table.count_dests()} reals, "
                f"{wanted.replayed} diff lines replayed")
