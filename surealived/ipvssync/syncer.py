@@ -275,7 +275,7 @@ class Syncer:
         if ignored > MAX_PROBLEMS:
             self.log.warning("%d more diff lines ignored", ignored - MAX_PROBLEMS)
         if changes > len(notes):
-            notes.append(f"(+{changes - len(notes)} more)")
+            notes[-1] += f" (+{changes - len(notes)} more)"
         return touched, notes
 
     def _apply_entry(self, entry: DiffEntry, say: bool) -> str:
