@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import NoReturn
 
 import click
 
@@ -21,6 +22,7 @@ from ..errors import ConfigErrors
 from ..logsetup import reopen, setup_logging, verbosity_level
 from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
 from .files import SyncLock, SyncPaths, Wanted, load_wanted
+from .instance import InstanceLocked, instance_lock_path, take_instance_lock, write_pid
 from .kernel import UNAVAILABLE, IPVSUnavailable, Kernel, KernelError, open_kernel
 from .metrics import MetricsFile
 from .planner import plan, summary
@@ -34,7 +36,8 @@ compare the whole table again every ipvssync_interval seconds to repair drift.
 \b
 Exit status: 0 on a clean stop, a valid -t check, a --plan, or a --once that left the
 kernel equal to the wanted table; 1 otherwise (no IPVS in the kernel, refused snapshot,
-failed operations with --once, bad configuration).
+failed operations with --once, bad configuration, another ipvssync holding ipvssync.lock
+in the folder of lock_sync_file).
 \b
 Signals: SIGHUP re-reads the snapshot (as the reload flag); SIGUSR1 reopens the log file;
 SIGTERM/SIGINT stop.
@@ -44,7 +47,7 @@ Try it without surealived.cfg:  ipvssync --dir FOLDER --plan
 Main configuration: -c, default {DEFAULT_PATH}."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(1)
 
@@ -82,6 +85,10 @@ def _check(paths: SyncPaths) -> int:
         click.echo(f"warning: {warning}", err=True)
     for entry in wanted.problems:
         click.echo(f"warning: {entry.where}: {entry.error}: {entry.text}", err=True)
+    if wanted.more_problems:
+        click.echo(f"warning: {wanted.more_problems} more diff lines not applied", err=True)
+    if wanted.tail.blocked:
+        click.echo(f"warning: {wanted.tail.blocked_why}", err=True)
     click.echo(f"ipvssync config file [{paths.full_sync_file}] syntax OK: "
                f"{len(wanted.table.services)} virtuals, {wanted.table.count_dests()} reals, "
                f"{wanted.replayed} diff lines replayed")
@@ -153,11 +160,16 @@ def main(verbose: int, manage_unmanaged: bool, daemonize: bool, keep_diffs: bool
         sys.exit(_check(paths))
     if show_plan:
         sys.exit(_plan(paths, manage_unmanaged, as_ipvsadm))
+    try:  # before anything is written: a second ipvssync leaves no trace
+        lock_fd = take_instance_lock(instance_lock_path(paths))
+    except InstanceLocked as exc:
+        _fail(f"ipvssync: {exc}")
     level = verbosity_level(verbose, cfg.ipvssync_logging)
     if daemonize:
         from ..daemonize import daemonize as detach
 
         detach(cfg.ipvssync_pid_file or None, name="ipvssync")
+        write_pid(lock_fd)  # the lock is inherited; the pid in it is the daemon's now
     destination = cfg.ipvssync_log if daemonize else "stderr"
     try:
         log = setup_logging("ipvssync", level=level, destination=destination,

@@ -7,17 +7,20 @@ it talks to the kernel (so a slow kernel never stalls surealived's writer). If t
 replaced (deleted and created again), the new one is used from the next locking on.
 
 ``DiffTail`` follows the chain of diff files from the one a snapshot names: it returns complete
-new lines only (a last line without its newline is left for later), follows ``DIFF file=``
-links, and says when the file it reads was truncated or replaced (the only safe answer then is
-to start over from the snapshot). ``load_wanted`` is the snapshot plus its whole diff chain
-replayed in memory: the table the kernel should hold now.
+new lines only (a last line without its newline is left for later), one at a time as they are
+read (a chain of any length in bounded memory), follows ``DIFF file=`` links to files inside the
+diffs folder only, and says when the file it reads was truncated or replaced (the only safe
+answer then is to start over from the snapshot). ``load_wanted`` is the snapshot plus its whole
+diff chain replayed in memory: the table the kernel should hold now.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ..errors import ConfigError, ConfigErrors
 from ..maincfg import MainConfig
@@ -25,11 +28,15 @@ from .reader import Change, Link, Snapshot, apply_change, parse_diff_line, parse
 from .table import Table
 
 DIFF_PREFIX = "diff_sync."
-_READ_LIMIT = 16 * 1024 * 1024
+_CHUNK = 1 << 20  # bytes read at a time from a diff file
+MAX_LINE = 1 << 16  # a diff line is about 200 bytes; a longer one is reported, never buffered
+MAX_PROBLEMS = 100  # bad diff lines listed one by one at a load; the rest are counted
 
 
 @dataclass(frozen=True)
 class SyncPaths:
+    """The four files of the hand-off, for both sides: surealived's writer and ipvssync."""
+
     full_sync_file: str
     lock_sync_file: str
     full_reload_file: str
@@ -104,18 +111,66 @@ def file_signature(path: str) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def resolve_diff(snapshot_path: str, named: str, diff_dir: str) -> str | None:
-    """The diff file a ``DIFF file=`` line means. Relative names are relative to the snapshot's
-    folder. When the named path does not exist but a file of the same name is in
-    ``diff_dir``, that one is used: the folder was copied or moved (e.g. to try ``--dir``)."""
-    path = named if os.path.isabs(named) else os.path.join(
-        os.path.dirname(os.path.abspath(snapshot_path)), named)
-    if os.path.isfile(path):
-        return path
-    moved = os.path.join(diff_dir, os.path.basename(named))
-    if os.path.isfile(moved):
-        return moved
-    return None
+def resolve_diff(referrer: str, named: str, diff_dir: str) -> tuple[str, str]:
+    """The diff file a ``DIFF file=`` line of ``referrer`` (the snapshot or a diff) means:
+    ``(path, "")``, or ``("", why it is not followed)``, to follow ``DIFF names ``.
+
+    A relative name is relative to the referrer's folder. Only a regular file inside
+    ``diff_dir`` is followed, symbolic links resolved first: a name or a link leading out of
+    the folder could make ipvssync read (and quote in its warnings) any file it may open, so it
+    is refused, and the foreign file is never opened. When the named file is not in the folder
+    but the folder holds a ``diff_sync.*`` file of the same name, that one is used: the folder
+    was copied or moved (e.g. to try ``--dir``)."""
+    folder = os.path.realpath(diff_dir)
+    named_path = os.path.join(os.path.dirname(os.path.abspath(referrer)), named)
+    path = os.path.realpath(named_path)
+    if _inside(folder, path) and os.path.isfile(path):
+        return path, ""
+    base = os.path.basename(named)
+    if base.startswith(DIFF_PREFIX):
+        moved = os.path.realpath(os.path.join(folder, base))
+        if _inside(folder, moved) and os.path.isfile(moved):
+            return moved, ""
+    if os.path.lexists(named_path) and not _inside(folder, path):
+        via = f" (a symbolic link to {path})" if path != os.path.normpath(named_path) else ""
+        return "", (f"{named}{via}, which is outside the diffs folder {diff_dir}: not "
+                    "followed (ipvssync reads diff files from that folder only)")
+    if os.path.lexists(named_path) or os.path.lexists(path):
+        return "", f"{named}, which is not a regular file"
+    return "", f"{named}, which does not exist (not in {diff_dir} either)"
+
+
+def _inside(folder: str, path: str) -> bool:
+    return os.path.commonpath([folder, path]) == folder and path != folder
+
+
+def complete_lines(handle: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """The complete lines from ``handle``'s position, read ``_CHUNK`` bytes at a time, so memory
+    stays bounded whatever the file's length: ``(line without its newline, cut to MAX_LINE + 1
+    bytes; its length in the file, newline included)``. A last line without its newline is not
+    returned (the writer is still writing it)."""
+    head = b""  # the first bytes of a line that began in an earlier chunk
+    seen = 0  # that line's length so far
+    while True:
+        chunk = handle.read(_CHUNK)
+        if not chunk:
+            return
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                if len(head) <= MAX_LINE:
+                    head += chunk[start:start + MAX_LINE + 1 - len(head)]
+                seen += len(chunk) - start
+                break
+            if seen:
+                if len(head) <= MAX_LINE:
+                    head += chunk[start:min(end, start + MAX_LINE + 1 - len(head))]
+                yield head, seen + end - start + 1
+                head, seen = b"", 0
+            else:
+                yield chunk[start:min(end, start + MAX_LINE + 1)], end - start + 1
+            start = end + 1
 
 
 @dataclass(frozen=True)
@@ -135,14 +190,16 @@ class DiffEntry:
 
 @dataclass
 class DiffTail:
-    """Reads new complete lines from the diff chain, from ``path`` at ``offset``."""
+    """Reads new complete lines from the diff chain, from ``path`` at ``offset``. Only files
+    inside ``diff_dir`` are followed (``resolve_diff``)."""
 
     path: str
     diff_dir: str
     offset: int = 0
     number: int = 0
     switched: bool = False  # set when the chain moved to a new file (cleanup may run)
-    blocked: str = ""  # a DIFF link whose file does not exist (yet)
+    blocked: str = ""  # the name in a DIFF link that cannot be followed (yet)
+    blocked_why: str = ""  # why, naming the file and line of the link
     _ino: tuple[int, int] | None = field(default=None, repr=False)
     _mark: bytes = field(default=b"", repr=False)  # the bytes just before offset, as read
     _seen: tuple[int, int, int, int] | None = field(default=None, repr=False)
@@ -152,10 +209,6 @@ class DiffTail:
         with open(self.path, "rb") as handle:
             handle.seek(start)
             return handle.read(self.offset - start)
-
-    def _open_identity(self) -> None:
-        st = os.stat(self.path)
-        self._ino = (st.st_dev, st.st_ino)
 
     def pending(self) -> bool:
         """Cheap check without the lock: is there anything new to read?"""
@@ -178,57 +231,62 @@ class DiffTail:
             return f"diff file {self.path} was rewritten"
         return ""
 
-    def read(self) -> list[DiffEntry]:
-        """New complete lines, following ``DIFF file=`` links; the links are not returned."""
-        out: list[DiffEntry] = []
+    def read(self) -> Iterator[DiffEntry]:
+        """New complete lines, following ``DIFF file=`` links (which are not returned), read as
+        they are consumed: a chain of any length in bounded memory. Consume it to the end."""
         for _ in range(10_000):  # bounded: a chain this long in one read means a loop
             self._seen = file_signature(self.path)
-            if self._ino is None:
-                self._open_identity()
-            with open(self.path, "rb") as handle:
+            # O_NOFOLLOW: the path was resolved inside the diffs folder; a link put in its
+            # place since is not opened
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                if self._ino is None:
+                    st = os.fstat(fd)
+                    self._ino = (st.st_dev, st.st_ino)
                 handle.seek(self.offset)
-                data = handle.read(_READ_LIMIT)
-            end = data.rfind(b"\n")
-            if end < 0:
-                return out
-            moved_to = ""
-            position = self.offset
-            for raw in data[:end + 1].split(b"\n")[:-1]:
-                number = self.number + 1
-                text = raw.decode("utf-8", errors="replace").strip()
-                if not text:
-                    position += len(raw) + 1
+                moved_to = ""
+                for raw, size in complete_lines(handle):
+                    number = self.number + 1
+                    entry, link = self._parse(raw, number)
+                    if link:
+                        target, why = resolve_diff(self.path, link, self.diff_dir)
+                        if not target:
+                            # stay before the link: it is tried again at the next read
+                            self.blocked = link
+                            self.blocked_why = (f"{os.path.basename(self.path)}:{number}: "
+                                                f"DIFF names {why}")
+                            break
+                        self.blocked = self.blocked_why = ""
+                        moved_to = target
+                        break
+                    self.offset += size
                     self.number = number
-                    continue
-                try:
-                    parsed = parse_diff_line(text)
-                except ValueError as exc:
-                    out.append(DiffEntry(self.path, number, text, None, str(exc)))
-                    position += len(raw) + 1
-                    self.number = number
-                    continue
-                if isinstance(parsed, Link):
-                    target = resolve_diff(self.path, parsed.path, self.diff_dir)
-                    if target is None:
-                        self.blocked = parsed.path
-                        self.offset = position  # retry this link on the next read
-                        self._mark = self._read_mark()
-                        return out
-                    self.blocked = ""
-                    moved_to = target
-                    break
-                out.append(DiffEntry(self.path, number, text, parsed))
-                position += len(raw) + 1
-                self.number = number
+                    if entry is not None:
+                        yield entry
             if not moved_to:
-                self.offset = position
                 self._mark = self._read_mark()
-                return out
+                return
             self.path, self.offset, self.number = moved_to, 0, 0
             self._ino = None
             self._mark = b""
             self.switched = True
-        return out
+
+    def _parse(self, raw: bytes, number: int) -> tuple[DiffEntry | None, str]:
+        """One line: ``(entry, "")``, ``(None, "")`` for a blank line, or ``(None, target)``
+        for a ``DIFF file=`` link."""
+        if len(raw) > MAX_LINE:
+            return DiffEntry(self.path, number, raw[:80].decode("utf-8", "replace") + "...",
+                             None, f"a line longer than {MAX_LINE} bytes"), ""
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            return None, ""
+        try:
+            parsed = parse_diff_line(text)
+        except ValueError as exc:
+            return DiffEntry(self.path, number, text, None, str(exc)), ""
+        if isinstance(parsed, Link):
+            return None, parsed.path
+        return DiffEntry(self.path, number, text, parsed), ""
 
 
 @dataclass
@@ -239,7 +297,8 @@ class Wanted:
     table: Table
     tail: DiffTail
     replayed: int
-    problems: list[DiffEntry]
+    problems: list[DiffEntry]  # the first MAX_PROBLEMS lines that were not applied
+    more_problems: int = 0  # how many more there were
 
 
 def read_snapshot(path: str) -> Snapshot:
@@ -258,27 +317,29 @@ def load_wanted(paths: SyncPaths) -> Wanted:
     """Parse the snapshot and replay its whole diff chain in memory (call under the lock).
     Raises ``ConfigErrors`` when the snapshot is refused."""
     snapshot = read_snapshot(paths.full_sync_file)
-    diff = resolve_diff(snapshot.path, snapshot.diff_file, paths.diff_sync_dir)
-    if diff is None:
-        raise ConfigErrors([ConfigError(
-            snapshot.path, snapshot.diff_line,
-            f"DIFF names {snapshot.diff_file}, which does not exist (not in "
-            f"{paths.diff_sync_dir} either)", attribute="file")])
-    tail = DiffTail(diff, os.path.dirname(diff))
+    diff, why = resolve_diff(snapshot.path, snapshot.diff_file, paths.diff_sync_dir)
+    if not diff:
+        raise ConfigErrors([ConfigError(snapshot.path, snapshot.diff_line, f"DIFF names {why}",
+                                        attribute="file",
+                                        valid=f"a diff file in {paths.diff_sync_dir}")])
+    tail = DiffTail(diff, paths.diff_sync_dir)
     table = snapshot.table
     replayed = 0
-    problems = []
+    problems: list[DiffEntry] = []
+    more = 0
     for entry in tail.read():
-        if entry.change is None:
+        if entry.change is not None:
+            replayed += 1
+            if apply_change(table, entry.change) != "unknown-virtual":
+                continue
+            entry = DiffEntry(entry.path, entry.number, entry.text, entry.change,
+                              "names a virtual that is not in the snapshot")
+        if len(problems) < MAX_PROBLEMS:
             problems.append(entry)
-            continue
-        outcome = apply_change(table, entry.change)
-        if outcome == "unknown-virtual":
-            problems.append(DiffEntry(entry.path, entry.number, entry.text, entry.change,
-                                      "names a virtual that is not in the snapshot"))
-        replayed += 1
+        else:
+            more += 1
     tail.switched = True
-    return Wanted(snapshot, table, tail, replayed, problems)
+    return Wanted(snapshot, table, tail, replayed, problems, more)
 
 
 def diff_order(name: str) -> tuple[int, tuple[int, ...], str]:

@@ -35,7 +35,7 @@ from .table import (
     make_service,
 )
 
-COMMANDS = ("addreal", "chgreal", "delreal")
+COMMANDS = ("addreal", "chgreal", "delreal")  # the writer (sync/formats.py) names them from here
 _SCHED_RE = re.compile(r"^[a-z0-9_]{1,15}$")
 _LINE_TYPES = "meta, DIFF, virtual and real lines"
 

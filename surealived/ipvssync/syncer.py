@@ -27,6 +27,8 @@ from typing import Protocol
 
 from ..errors import ConfigErrors
 from .files import (
+    MAX_PROBLEMS,
+    DiffEntry,
     DiffTail,
     SyncLock,
     SyncPaths,
@@ -40,6 +42,8 @@ from .metrics import SyncFigures
 from .planner import DEL_SERVICE, Op, plan, summary
 from .reader import apply_change
 from .table import ServiceKey, Table
+
+BLOCKED = "the lines after it wait until it can be followed (or for a new snapshot)"
 
 
 class Backend(Protocol):
@@ -132,6 +136,10 @@ class Syncer:
         for entry in result.problems:
             self.log.warning("%s: %s: %s", entry.where, entry.error or "cannot apply",
                              entry.text)
+        if result.more_problems:
+            self.log.warning("%d more diff lines not applied", result.more_problems)
+        if result.tail.blocked:
+            self.log.error("%s; %s", result.tail.blocked_why, BLOCKED)
         self.log.info("%s: loaded %s: %d virtuals, %d reals; replayed %d diff lines from %s",
                       why, snap.path, len(result.table.services), result.table.count_dests(),
                       result.replayed, os.path.basename(result.tail.path))
@@ -263,12 +271,16 @@ class Syncer:
                 or os.path.exists(self.settings.paths.full_reload_file))
 
     def _read_diffs(self) -> tuple[set[ServiceKey], list[str]]:
-        """New diff lines, applied to the wanted table; returns the services they touched."""
+        """New diff lines, applied to the wanted table as they are read (a burst of any size
+        in bounded memory); returns the services they touched and the last few changes."""
         assert self.tail is not None and self.wanted is not None
         if not self.tail.pending():
             return set(), []
         if not self.lock.acquire():
             return set(), []
+        touched: set[ServiceKey] = set()
+        notes: list[str] = []
+        changes = ignored = 0
         try:
             trouble = self.tail.problem()
             if trouble:
@@ -276,28 +288,41 @@ class Syncer:
                 self.reload_requested = True
                 return set(), []
             was_blocked = self.tail.blocked
-            entries = self.tail.read()
+            for entry in self.tail.read():
+                outcome = self._apply_entry(entry, ignored < MAX_PROBLEMS)
+                if not outcome:
+                    ignored += 1
+                elif entry.change is not None and outcome in ("added", "changed", "removed"):
+                    touched.add(entry.change.key)
+                    changes += 1
+                    notes = [*notes[-2:], f"{entry.where} {entry.change.cmd}"]
             if self.tail.blocked and self.tail.blocked != was_blocked:
-                self.log.error("%s links to %s, which does not exist: waiting for it (or "
-                               "for a reload)", self.tail.path, self.tail.blocked)
+                self.log.error("%s; %s", self.tail.blocked_why, BLOCKED)
             self._cleanup(self.tail)
         finally:
             self.lock.release()
-        touched: set[ServiceKey] = set()
-        notes = []
-        for entry in entries:
-            if entry.change is None:
+        if ignored > MAX_PROBLEMS:
+            self.log.warning("%d more diff lines ignored", ignored - MAX_PROBLEMS)
+        if changes > len(notes):
+            notes[-1] += f" (+{changes - len(notes)} more)"
+        return touched, notes
+
+    def _apply_entry(self, entry: DiffEntry, say: bool) -> str:
+        """Apply one diff line to the wanted table: ``apply_change``'s outcome, or '' (and a
+        warning if ``say``) when the line is ignored."""
+        assert self.wanted is not None
+        if entry.change is None:
+            if say:
                 self.log.warning("%s: ignored: %s: %s", entry.where, entry.error, entry.text)
-                continue
-            outcome = apply_change(self.wanted, entry.change)
-            if outcome == "unknown-virtual":
+            return ""
+        outcome = apply_change(self.wanted, entry.change)
+        self.log.debug("%s: %s -> %s", entry.where, entry.change.label, outcome)
+        if outcome == "unknown-virtual":
+            if say:
                 self.log.warning("%s: ignored: names a virtual that is not in the wanted "
                                  "table: %s", entry.where, entry.text)
-            elif outcome in ("added", "changed", "removed"):
-                touched.add(entry.change.key)
-                notes.append(f"{entry.where} {entry.change.cmd}")
-            self.log.debug("%s: %s -> %s", entry.where, entry.change.label, outcome)
-        return touched, notes
+            return ""
+        return outcome
 
     def step(self, now: float | None = None) -> None:
         """One pass: reload if asked, apply new diff lines, full comparison when due."""
@@ -317,8 +342,7 @@ class Syncer:
             return
         touched, notes = self._read_diffs()
         if touched:
-            self.sync_services(touched, "diff " + ", ".join(notes[-3:])
-                               + (f" (+{len(notes) - 3} more)" if len(notes) > 3 else ""))
+            self.sync_services(touched, "diff " + ", ".join(notes))
         if now >= self._next_full:
             self._next_full = now + self.settings.interval
             self.full_sync("repair")

@@ -20,8 +20,9 @@ import time
 from typing import TYPE_CHECKING
 
 from ..engine.state import DaemonState, RealState, RoundReport, StateEvent
+from ..ipvssync.files import SyncPaths
 from .formats import diff_lines, real_entry, snapshot_body
-from .writer import SyncPaths, SyncWriter
+from .writer import SyncWriter
 
 if TYPE_CHECKING:
     from ..daemon import Daemon
@@ -52,8 +53,7 @@ class SyncComponent:
             return
         self.state = daemon.state
         self.interval = float(cfg.snapshot_interval)
-        self.writer = SyncWriter(SyncPaths(cfg.lock_sync_file, cfg.full_sync_file,
-                                           cfg.full_reload_file, cfg.diff_sync_dir), self.log)
+        self.writer = SyncWriter(SyncPaths.from_maincfg(cfg), self.log)
         self.log.info("Startup - full ipvs config forced")
         body = self._body()
         await asyncio.to_thread(self.writer.start, body, time.time())

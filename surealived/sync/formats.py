@@ -1,4 +1,4 @@
-"""The original's ``ipvsfull.cfg`` and diff line formats, pure: state in, text out, and back.
+"""The original's ``ipvsfull.cfg`` and diff line formats, writer half, pure: state in, text out.
 
 Snapshot (``ipvsfull.cfg``)::
 
@@ -23,20 +23,24 @@ engine's (``RealState.weight`` / ``RealState.in_table``); this module only print
 IPv6 addresses are written as they are (``vaddr=2001:db8::1``): every field is a ``key=value``
 token, so the colons are unambiguous. The original ipvssync parses addresses as IPv4 only and
 cannot use such lines; ours can.
+
+The one reader of these files is ipvssync's (``ipvssync/reader.py`` and ``ipvssync/files.py``),
+the one production runs; the tests check this writer against it. The line keywords (``COMMANDS``)
+and the diff file names (``DIFF_PREFIX``) come from there, so the two sides cannot drift.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from ..engine.state import RealState, VirtualState
+from ..ipvssync.files import DIFF_PREFIX
+from ..ipvssync.reader import COMMANDS
 from ..model import VirtualConfig
 
-DIFF_PREFIX = "diff_sync."
-COMMANDS = ("addreal", "chgreal", "delreal")
+ADD, CHANGE, DELETE = COMMANDS
 
 
 def meta_line(when: float) -> str:
@@ -118,123 +122,5 @@ def diff_lines(real: RealState) -> str:
               f"vfwmark={v.fwmark} vrt={v.rt} vsched={v.sched}")
     payload = f"{prefix} {real_fields(real)}\n"
     if not real.in_table:
-        return f"cmd=delreal {payload}"
-    return f"cmd=addreal {payload}cmd=chgreal {payload}"
-
-
-# Reader side: strict parsing, used by the crash tests and available to ipvssync.
-
-class FormatError(ValueError):
-    """A snapshot or diff line that does not follow the format; ``line`` is 1-based."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-        self.line = line
-
-
-@dataclass
-class SnapVirtual:
-    fields: dict[str, str]
-    reals: list[dict[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class Snapshot:
-    meta: dict[str, str]
-    diff_file: str
-    virtuals: list[SnapVirtual]
-
-
-def tokens(line: str) -> dict[str, str]:
-    """``key=value`` tokens of one line (the leading keyword has no ``=`` and is skipped)."""
-    result = {}
-    for token in line.split():
-        key, sep, value = token.partition("=")
-        if sep and key and value:
-            result[key] = value
-    return result
-
-
-_VIRTUAL_KEYS = ("vname", "vproto", "vaddr", "vport", "vrt", "vsched")
-_REAL_KEYS = ("rname", "raddr", "rport", "rweight")
-_DIFF_KEYS = ("cmd", "vproto", "vaddr", "vport", "vfwmark", "vrt", "vsched", "raddr", "rport",
-              "rweight")
-
-
-def _require(fields: dict[str, str], keys: Iterable[str], number: int, kind: str) -> None:
-    missing = [k for k in keys if k not in fields]
-    if missing:
-        raise FormatError(number, f"{kind} line lacks {', '.join(missing)}")
-
-
-def parse_snapshot(text: str) -> Snapshot:
-    """Parse a whole ``ipvsfull.cfg``; raise ``FormatError`` on anything a writer of this format
-    would not produce (a missing meta or DIFF line, a real before any virtual, a cut last line)."""
-    if not text.endswith("\n"):
-        raise FormatError(text.count("\n") + 1, "the file does not end with a newline")
-    meta: dict[str, str] | None = None
-    diff_file: str | None = None
-    virtuals: list[SnapVirtual] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if meta is None:
-            if not line.startswith("meta "):
-                raise FormatError(number, "the first line must be the meta line")
-            meta = tokens(line)
-            continue
-        if line.startswith("DIFF "):
-            if diff_file is not None or virtuals:
-                raise FormatError(number, "the DIFF line must come once, before the virtuals")
-            diff_file = tokens(line).get("file")
-            if not diff_file:
-                raise FormatError(number, "DIFF line without file=")
-        elif line.startswith("virtual "):
-            if diff_file is None:
-                raise FormatError(number, "virtual line before the DIFF line")
-            fields = tokens(line)
-            _require(fields, _VIRTUAL_KEYS, number, "virtual")
-            virtuals.append(SnapVirtual(fields))
-        elif line.startswith("real "):
-            if not virtuals:
-                raise FormatError(number, "real line before any virtual line")
-            fields = tokens(line)
-            _require(fields, _REAL_KEYS, number, "real")
-            virtuals[-1].reals.append(fields)
-        else:
-            raise FormatError(number, f"unknown line {line[:40]!r}")
-    if meta is None or diff_file is None:
-        raise FormatError(1, "no meta or no DIFF line")
-    return Snapshot(meta, diff_file, virtuals)
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    """One parsed diff line: a change (``cmd`` set) or a chain link (``link`` set)."""
-
-    cmd: str = ""
-    fields: dict[str, str] = field(default_factory=dict)
-    link: str = ""
-
-
-def parse_diff_line(line: str, number: int = 1) -> DiffLine:
-    text = line.strip()
-    if text.startswith("DIFF "):
-        target = tokens(text).get("file")
-        if not target:
-            raise FormatError(number, "DIFF line without file=")
-        return DiffLine(link=target)
-    fields = tokens(text)
-    _require(fields, _DIFF_KEYS, number, "diff")
-    if fields["cmd"] not in COMMANDS:
-        raise FormatError(number, f"unknown cmd={fields['cmd']}")
-    return DiffLine(cmd=fields["cmd"], fields=fields)
-
-
-def parse_diff(text: str) -> Iterator[DiffLine]:
-    """Every complete line of a diff file (a cut last line is not returned)."""
-    lines = text.split("\n")
-    for number, line in enumerate(lines[:-1], start=1):
-        if line.strip():
-            yield parse_diff_line(line, number)
+        return f"cmd={DELETE} {payload}"
+    return f"cmd={ADD} {payload}cmd={CHANGE} {payload}"

@@ -29,20 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..ipvssync.files import SyncPaths
 from ..persist.atomic import atomic_write, fsync_dir, touch, write_all
 from .formats import diff_link, diff_path, snapshot_header
 
 
 class SyncError(Exception):
     """A sync file that cannot be created or written (the message names it)."""
-
-
-@dataclass(frozen=True)
-class SyncPaths:
-    lock_file: str
-    full_file: str
-    reload_file: str
-    diff_dir: str
 
 
 @dataclass(frozen=True)
@@ -78,17 +71,17 @@ class SyncFiles:
     def open(self) -> None:
         """Create the folders if missing and open the lock file (kept open for life)."""
         p = self.paths
-        for folder in {p.diff_dir, os.path.dirname(p.full_file), os.path.dirname(p.lock_file),
-                       os.path.dirname(p.reload_file)}:
+        for folder in {p.diff_sync_dir, os.path.dirname(p.full_sync_file),
+                       os.path.dirname(p.lock_sync_file), os.path.dirname(p.full_reload_file)}:
             if folder:
                 try:
                     os.makedirs(folder, mode=0o755, exist_ok=True)
                 except OSError as exc:
                     raise SyncError(f"cannot create folder {folder}: {exc.strerror}") from exc
         try:
-            self.lock_fd = os.open(p.lock_file, os.O_RDONLY | os.O_CREAT, 0o644)
+            self.lock_fd = os.open(p.lock_sync_file, os.O_RDONLY | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise SyncError(f"cannot open lock file {p.lock_file}: {exc.strerror}") from exc
+            raise SyncError(f"cannot open lock file {p.lock_sync_file}: {exc.strerror}") from exc
 
     def close(self) -> None:
         for fd in (self.diff_fd, self.lock_fd):
@@ -105,7 +98,7 @@ class SyncFiles:
     def _new_diff(self, when: float) -> tuple[str, int]:
         epoch = int(when)
         for serial in range(1000):
-            path = diff_path(self.paths.diff_dir, epoch, serial)
+            path = diff_path(self.paths.diff_sync_dir, epoch, serial)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
             except FileExistsError:
@@ -113,7 +106,8 @@ class SyncFiles:
             except OSError as exc:
                 raise SyncError(f"cannot create diff file {path}: {exc.strerror}") from exc
             return path, fd
-        raise SyncError(f"cannot create a diff file in {self.paths.diff_dir}: 1000 names taken")
+        raise SyncError(f"cannot create a diff file in {self.paths.diff_sync_dir}: "
+                        "1000 names taken")
 
     def snapshot(self, body: str, when: float, force: bool) -> None:
         """Write a new snapshot and switch to a new diff file (steps in the module doc)."""
@@ -122,12 +116,12 @@ class SyncFiles:
         try:
             path, fd = self._new_diff(when)
             try:
-                fsync_dir(p.diff_dir)
+                fsync_dir(p.diff_sync_dir)
                 text = snapshot_header(path, when) + body
                 try:
-                    atomic_write(p.full_file, text)
+                    atomic_write(p.full_sync_file, text)
                 except OSError as exc:
-                    raise SyncError(f"cannot write {p.full_file}: {exc.strerror}") from exc
+                    raise SyncError(f"cannot write {p.full_sync_file}: {exc.strerror}") from exc
             except BaseException:
                 os.close(fd)
                 raise
@@ -141,14 +135,14 @@ class SyncFiles:
                                    exc.strerror)
                 os.close(self.diff_fd)
             self.diff_fd, self.diff_file = fd, path
-            self.log.info("Full ipvssync config saved [%s]", p.full_file)
+            self.log.info("Full ipvssync config saved [%s]", p.full_sync_file)
             if force:
                 try:
-                    touch(p.reload_file)
+                    touch(p.full_reload_file)
                 except OSError as exc:
-                    raise SyncError(f"cannot create reload flag {p.reload_file}: "
+                    raise SyncError(f"cannot create reload flag {p.full_reload_file}: "
                                     f"{exc.strerror}") from exc
-                self.log.info("Full reload file touched [%s]", p.reload_file)
+                self.log.info("Full reload file touched [%s]", p.full_reload_file)
         finally:
             self._unlock()
 

@@ -18,8 +18,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from surealived.ipvssync.files import SyncPaths
 from surealived.sync.formats import diff_lines, snapshot_body
-from surealived.sync.writer import SyncPaths, SyncWriter
+from surealived.sync.writer import SyncWriter
 from tests.sync.helpers import state_of
 from tests.sync.test_crash import big_xml
 
@@ -36,8 +37,7 @@ def main() -> None:
         start = time.perf_counter()
         body = snapshot_body(state.virtuals)
         build = time.perf_counter() - start
-        writer = SyncWriter(SyncPaths(f"{folder}/lock", f"{folder}/ipvsfull.cfg",
-                                      f"{folder}/ipvsfull.reload", f"{folder}/diffs"))
+        writer = SyncWriter(SyncPaths.from_dir(folder))
         start = time.perf_counter()
         writer.start(body)
         write = time.perf_counter() - start

@@ -54,8 +54,9 @@ def test_plan_without_ipvs_plans_against_an_empty_table_and_says_so():
 
 
 @pytest.mark.skipif(HAS_IPVS, reason="this kernel has IPVS")
-def test_without_ipvs_one_clear_line_and_non_zero_exit():
-    result = run("--dir", str(DATA / "original"), "--once", "-v")
+def test_without_ipvs_one_clear_line_and_non_zero_exit(tmp_path):
+    shutil.copytree(DATA / "original", tmp_path / "d")  # --once takes ipvssync.lock there
+    result = run("--dir", str(tmp_path / "d"), "--once", "-v")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         result.stderr.strip().splitlines()[0]]

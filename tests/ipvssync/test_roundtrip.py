@@ -15,20 +15,20 @@ from surealived.xmlconfig import parse_config_bytes
 
 XML = """<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr" pers="300">
-    <tester proto="tcp" testport="80"/>
+    <tester proto="tcp" testport="80" init_state="up"/>
     <real name="a" addr="10.0.0.1" port="80" weight="10" uthresh="100" lthresh="10"/>
     <real name="b" addr="10.0.0.2" port="8080" weight="5" rt="masq"/>
   </virtual>
   <virtual name="dns" addr="2001:db8::53" port="53" proto="udp" sched="rr" rt="masq" ops="1">
-    <tester proto="tcp" testport="53" remove_on_fail="1"/>
+    <tester proto="tcp" testport="53" remove_on_fail="1" init_state="up"/>
     <real name="c" addr="2001:db8::10" port="53" weight="1"/>
   </virtual>
   <virtual name="mark" proto="fwmark" fwmark="7" af="inet6" sched="sh" rt="tun">
-    <tester proto="tcp" testport="80"/>
+    <tester proto="tcp" testport="80" init_state="up"/>
     <real name="d" addr="2001:db8::20" port="80" weight="2"/>
   </virtual>
   <virtual name="empty" addr="192.0.2.9" port="25" proto="tcp" sched="rr" rt="dr">
-    <tester proto="tcp" testport="25"/>
+    <tester proto="tcp" testport="25" init_state="up"/>
   </virtual>
 </surealived>
 """

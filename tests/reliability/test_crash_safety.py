@@ -1,9 +1,9 @@
 """Crash safety of the whole daemon: kill -9 of surealived at random moments (during start-up,
 while testing, right after an ``rset``), many times, with state changes flowing (a backend that
-flaps). After each kill the files are consistent: the snapshot parses completely (by the writer's
-parser and by ipvssync's), names only reals of the XML and a DIFF file that exists; every complete
-diff line parses; the dumps parse without a problem. After each restart the daemon holds exactly
-the overrides override.dump held at the moment of the kill.
+flaps). After each kill the files are consistent: the snapshot parses completely (by ipvssync's
+reader, the one production runs), names only reals of the XML and a DIFF file that exists; every
+complete diff line parses; the dumps parse without a problem. After each restart the daemon holds
+exactly the overrides override.dump held at the moment of the kill.
 
 (The sync writer alone under kill -9 is in tests/sync/test_crash.py; ipvssync under kill -9 against
 a real kernel is in tests/kernel/inside/test_reliability_kernel.py.)"""
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from surealived.ipvssync.reader import parse_snapshot as ipvssync_parse_snapshot
+from surealived.errors import ConfigErrors
+from surealived.ipvssync.reader import Link, parse_diff_line, parse_snapshot
 from surealived.persist.dumps import parse_notify, parse_offline, parse_override, parse_stats
-from surealived.sync.formats import parse_diff_line, parse_snapshot
+from tests.sync.helpers import reals_by_virtual, virtual_names
 
 from .figures import Row, scale, timeout
 from .harness import Daemon, MakeDaemon
@@ -98,16 +99,15 @@ def check_files(state: Path, reals: dict[str, set[tuple[str, str]]]) -> list[str
     if full.exists():
         text = full.read_text()
         try:
-            snap = parse_snapshot(text)
-            ipvssync_parse_snapshot(text, str(full))
-        except ValueError as exc:
+            snap = parse_snapshot(text, str(full))
+        except ConfigErrors as exc:
             return [f"ipvsfull.cfg: {exc}"]
-        names = [v.fields["vname"] for v in snap.virtuals]
+        names = virtual_names(snap)
         if names != sorted(reals, key=lambda n: int(n[1:])):
             problems.append(f"ipvsfull.cfg: virtuals {names}")
-        for v in snap.virtuals:
-            for real in v.reals:
-                if (real["raddr"], real["rport"]) not in reals[v.fields["vname"]]:
+        for vname, dests in reals_by_virtual(snap).items():
+            for real in dests:
+                if (real.addr, str(real.port)) not in reals[vname]:
                     problems.append(f"ipvsfull.cfg: unknown real {real}")
         if not Path(snap.diff_file).exists():
             problems.append(f"ipvsfull.cfg names {snap.diff_file}, which does not exist")
@@ -115,12 +115,12 @@ def check_files(state: Path, reals: dict[str, set[tuple[str, str]]]) -> list[str
         lines = diff.read_text().split("\n")
         for number, line in enumerate(lines[:-1], start=1):  # the last one may be cut
             try:
-                parsed = parse_diff_line(line, number)
+                parsed = parse_diff_line(line)
             except ValueError as exc:
                 problems.append(f"{diff.name}:{number}: {exc}")
                 continue
-            if parsed.link and not Path(parsed.link).exists():
-                problems.append(f"{diff.name}:{number}: dangling link {parsed.link}")
+            if isinstance(parsed, Link) and not Path(parsed.path).exists():
+                problems.append(f"{diff.name}:{number}: dangling link {parsed.path}")
     for name, parse in (("override.dump", parse_override), ("offline.dump", parse_offline),
                         ("stats.dump", parse_stats), ("notify.dump", parse_notify)):
         path = state / name

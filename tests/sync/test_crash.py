@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from surealived.sync.formats import parse_diff_line, parse_snapshot, snapshot_body
-from surealived.sync.writer import SyncPaths, SyncWriter
+from surealived.ipvssync.files import SyncPaths
+from surealived.ipvssync.reader import Link, parse_diff_line
+from surealived.sync.formats import snapshot_body
+from surealived.sync.writer import SyncWriter
 
-from .helpers import check, state_of
+from .helpers import check, read_snapshot, state_of, virtual_names
 
 KILLS = 300
 
@@ -56,8 +58,8 @@ def check_files(tmp: Path, expected: list[str]) -> None:
     full = tmp / "ipvsfull.cfg"
     if not full.exists():
         return  # killed before the first snapshot was complete: nothing to take as complete
-    snap = parse_snapshot(full.read_text())
-    assert [v.fields["vname"] for v in snap.virtuals] == expected
+    snap = read_snapshot(full)
+    assert virtual_names(snap) == expected
     assert os.path.exists(snap.diff_file)
     check_chain(snap.diff_file)
 
@@ -71,11 +73,13 @@ def check_chain(path: str) -> None:
         lines = text.splitlines()
         nxt = ""
         for number, line in enumerate(lines, start=1):
-            parsed = parse_diff_line(line, number)
-            if parsed.link:
+            parsed = parse_diff_line(line)
+            if isinstance(parsed, Link):
                 assert number == len(lines), f"{path}: a link that is not the last line"
-                assert os.path.exists(parsed.link), f"{path}: dangling link {parsed.link}"
-                nxt = parsed.link
+                assert os.path.exists(parsed.path), f"{path}: dangling link {parsed.path}"
+                assert os.path.dirname(parsed.path) == os.path.dirname(path), (
+                    f"{path}: a link out of the diffs folder, which ipvssync refuses")
+                nxt = parsed.path
         path = nxt
 
 
@@ -83,8 +87,7 @@ def check_chain(path: str) -> None:
 def test_kill_9_at_random_moments_never_leaves_a_wrong_snapshot(tmp_path):
     xml = big_xml()
     expected = [f"v{v}" for v in range(40)]
-    paths = SyncPaths(str(tmp_path / "ipvsfull.lock"), str(tmp_path / "ipvsfull.cfg"),
-                      str(tmp_path / "ipvsfull.reload"), str(tmp_path / "diffs"))
+    paths = SyncPaths.from_dir(str(tmp_path))
     state_of(xml)  # parse once in the parent: the children start warm
     rng = random.Random(5)
     deadline = time.monotonic() + 90

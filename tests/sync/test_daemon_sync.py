@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from surealived.sync.formats import parse_diff, parse_snapshot
+from surealived.ipvssync.reader import parse_snapshot
+from surealived.ipvssync.table import Dest
 from tests.daemon_harness import PROJECT_KEYS, Project, cfg_text, free_port, wait_until
 
+from .helpers import commands, read_snapshot, reals_by_virtual, virtual_names
 from .test_crash import check_chain
 
 # The shared project without debug_comm_path and modules_path, snapshotting every second.
@@ -59,9 +61,10 @@ def start(root: Path, *args: str) -> subprocess.Popen[str]:
         return project.start(*args, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def snapshot_reals(root: Path) -> dict[str, dict[str, str]]:
-    snap = parse_snapshot((root / "state" / "ipvsfull.cfg").read_text())
-    return {f"{v.fields['vname']}/{r['rname']}": r for v in snap.virtuals for r in v.reals}
+def snapshot_reals(root: Path) -> dict[str, Dest]:
+    snap = read_snapshot(root / "state" / "ipvsfull.cfg")
+    return {f"{vname}/{r.name}": r for vname, reals in reals_by_virtual(snap).items()
+            for r in reals}
 
 
 def test_restore_diffs_reload_and_stop(tmp_path, listener):
@@ -80,17 +83,16 @@ def test_restore_diffs_reload_and_stop(tmp_path, listener):
         reals = {line.split()[1] for line in first.splitlines() if line.startswith("real ")}
         assert "rname=held" not in reals  # DOWN from override.dump
         assert "real rname=up raddr=127.0.0.1 rport=80 rweight=0\n" in first  # offline.dump
-        diff = parse_snapshot(first).diff_file
+        diff = parse_snapshot(first, str(state / "ipvsfull.cfg")).diff_file
 
         def came_back() -> bool:
             text = Path(diff).read_text() if os.path.exists(diff) else ""
             return "rname=up raddr=127.0.0.1 rport=80 rweight=10" in text
         wait(came_back, "the offline real coming back as a diff line")
-        cmds = [(x.cmd, x.fields.get("rname"), x.fields.get("rweight"))
-                for x in parse_diff(Path(diff).read_text()) if x.cmd]
-        assert ("addreal", "up", "10") in cmds and ("chgreal", "up", "10") in cmds
+        cmds = commands(Path(diff).read_text())
+        assert ("addreal", "up", 10) in cmds and ("chgreal", "up", 10) in cmds
         # "gone" fails at its first check: weight 0 (remove_on_fail is off)
-        wait(lambda: snapshot_reals(tmp_path).get("web/gone", {}).get("rweight") == "0",
+        wait(lambda: getattr(snapshot_reals(tmp_path).get("web/gone"), "weight", None) == 0,
              "a periodic snapshot with the failed real at weight 0")
 
         os.unlink(state / "ipvsfull.reload")
@@ -110,7 +112,7 @@ def test_restore_diffs_reload_and_stop(tmp_path, listener):
     assert (state / "override.dump").read_text() == (
         "192.0.2.1:80:0:0 - 127.0.0.3:80 - weight=7  rstate=DOWN\n")
     assert "rstats 127.0.0.1:80 - " in (state / "stats.dump").read_text()
-    snap = parse_snapshot((state / "ipvsfull.cfg").read_text())
+    snap = read_snapshot(state / "ipvsfull.cfg")
     check_chain(snap.diff_file)
 
 
@@ -148,6 +150,6 @@ def test_kill_9_of_the_daemon_leaves_files_a_reader_can_trust(tmp_path, listener
         proc.wait()
         full = state / "ipvsfull.cfg"
         if full.exists():
-            snap = parse_snapshot(full.read_text())
-            assert [v.fields["vname"] for v in snap.virtuals] == list(names)
+            snap = read_snapshot(full)
+            assert virtual_names(snap) == list(names)
             check_chain(snap.diff_file)

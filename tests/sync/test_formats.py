@@ -1,5 +1,6 @@
 """ipvsfull.cfg and diff lines, byte for byte as the original wrote them (reference sections
-1.4 and 3.2), and every rule deciding which reals are written with which weight."""
+1.4 and 3.2), and every rule deciding which reals are written with which weight. What is written
+is read back with ipvssync's reader, the one production runs."""
 
 from __future__ import annotations
 
@@ -8,19 +9,19 @@ import dataclasses
 import pytest
 
 from surealived.engine.weights import WeightSpec
+from surealived.errors import ConfigErrors
+from surealived.ipvssync.reader import Change, Link, fields_of, parse_snapshot
+from surealived.ipvssync.table import ServiceKey
 from surealived.sync.formats import (
-    FormatError,
     diff_lines,
     diff_link,
     diff_path,
-    parse_diff,
-    parse_snapshot,
     snapshot_body,
     snapshot_text,
     virtual_line,
 )
 
-from .helpers import ONETWP, check, state_of
+from .helpers import ONETWP, check, read_diff, reals_by_virtual, state_of, virtual_names
 
 EPOCH = 1705312800  # 2024-01-15 10:00:00 UTC
 DIFF = "/var/lib/surealived/diffs/diff_sync.1705312800"
@@ -103,9 +104,11 @@ def test_ipv6_written_plainly_and_parsed_back(utc):
     text = snapshot_text(state.virtuals, DIFF, EPOCH)
     assert ("virtual vname=v6 vproto=tcp vaddr=2001:db8::1 vport=443 vrt=dr vsched=wrr\n"
             "real rname=a raddr=2001:db8::a rport=443 rweight=3\n") in text
-    snap = parse_snapshot(text)
-    assert snap.virtuals[0].fields["vaddr"] == "2001:db8::1"
-    assert snap.virtuals[0].reals[0]["raddr"] == "2001:db8::a"
+    snap = parse_snapshot(text, "/x/ipvsfull.cfg")
+    key = ServiceKey("tcp", "2001:db8::1", 443, 0, 6)
+    assert list(snap.table.services) == [key]
+    assert [(d.addr, d.port, d.weight) for d in snap.table.dests[key].values()] == [
+        ("2001:db8::a", 443, 3)]
     real = next(state.reals())
     assert diff_lines(real).startswith(
         "cmd=addreal vname=v6 vproto=tcp vaddr=2001:db8::1 vport=443 vfwmark=0 vrt=dr "
@@ -143,9 +146,13 @@ def test_captured_diff_sequence_is_byte_exact():
         f"cmd=addreal {o} rweight=5\ncmd=chgreal {o} rweight=5\n"
         "DIFF file=/var/lib/surealived/diffs/diff_sync.1705312861\n")
     assert "".join(out) == expected
-    parsed = list(parse_diff(expected))
-    assert [p.cmd for p in parsed[:3]] == ["addreal", "chgreal", "delreal"]
-    assert parsed[-1].link.endswith("diff_sync.1705312861")
+    parsed = read_diff(expected)
+    changes = [p for p in parsed if isinstance(p, Change)]
+    assert [(p.cmd, p.key.addr, p.dest.weight) for p in changes[:3]] == [
+        ("addreal", "192.168.0.1", 0), ("chgreal", "192.168.0.1", 0),
+        ("delreal", "192.168.0.2", 0)]
+    assert [p.dest.weight for p in changes[-2:]] == [5, 5]
+    assert parsed[-1] == Link("/var/lib/surealived/diffs/diff_sync.1705312861")
 
 
 RULES_XML = """<surealived>
@@ -193,13 +200,32 @@ def test_presence_and_weight_rules(vname, ok, rstate, override, present, weight)
         assert diff_lines(real).endswith(" rweight=0\n")
 
 
-def test_reader_rejects_incomplete_snapshots():
+def test_the_reader_takes_what_the_writer_wrote_and_rejects_incomplete_snapshots():
     good = ONETWP_SNAPSHOT
-    assert len(parse_snapshot(good).virtuals) == 2
+    snap = parse_snapshot(good, "/x/ipvsfull.cfg")
+    assert virtual_names(snap) == ["onet", "wp"]
+    assert {v: [(d.name, d.addr, d.weight) for d in ds]
+            for v, ds in reals_by_virtual(snap).items()} == {
+        "onet": [("sg", "213.180.146.27", 10)], "wp": [("sg", "212.77.100.101", 11)]}
+    assert snap.diff_file == DIFF
     for bad in (good[:-1].rstrip("\n") + "\nreal rname=x", "", good + "real rname=x\n",
                 good.replace("DIFF file=", "DIFF nofile="), good.replace("meta", "mota")):
-        with pytest.raises(FormatError):
-            parse_snapshot(bad)
-    with pytest.raises(FormatError):
+        with pytest.raises(ConfigErrors):
+            parse_snapshot(bad, "/x/ipvsfull.cfg")
+    with pytest.raises(ConfigErrors):
         parse_snapshot("meta version=1.0\n\nDIFF file=/x\n\nreal rname=a raddr=1.2.3.4 "
-                       "rport=1 rweight=1\n")
+                       "rport=1 rweight=1\n", "/x/ipvsfull.cfg")
+
+
+def test_every_written_value_survives_the_readers_tokenizer():
+    """Each ``key=value`` the writer puts on a line is read back as written by ``fields_of``
+    (no blank or second ``=`` inside a value), for every variant of virtual and real."""
+    state = state_of(VARIANTS_XML)
+    for real in state.reals():
+        for line in diff_lines(real).splitlines():
+            tokens = dict(t.split("=", 1) for t in line.split())
+            assert fields_of(line) == tokens
+    for line in snapshot_body(state.virtuals).splitlines():
+        if line:
+            tokens = dict(t.split("=", 1) for t in line.split()[1:])
+            assert fields_of(line) == tokens

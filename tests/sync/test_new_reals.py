@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from surealived.sync.formats import parse_snapshot
 from tests.daemon_harness import Project, free_port, stop, wait_until
+from tests.sync.helpers import read_snapshot, reals_by_virtual
 
 VIRTUALS = """<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr">
@@ -40,10 +40,10 @@ NEW = '<real name="new" addr="127.0.0.9" port="80" weight="7" testport="{dead}"/
 
 
 def snapshot(state: Path) -> dict[str, str | None]:
-    """vname/rname -> rweight (absent reals are not there)."""
-    snap = parse_snapshot((state / "ipvsfull.cfg").read_text())
-    return {f"{v.fields['vname']}/{r['rname']}": r["rweight"] for v in snap.virtuals
-            for r in v.reals}
+    """vname/rname -> rweight, as ipvssync reads the snapshot (absent reals are not there)."""
+    return {f"{vname}/{dest.name}": str(dest.weight)
+            for vname, dests in reals_by_virtual(read_snapshot(state / "ipvsfull.cfg")).items()
+            for dest in dests}
 
 
 def ready(port: int) -> int:
@@ -98,7 +98,7 @@ def test_new_reals_wait_for_their_first_passing_check(running: Running):
     # nothing known yet: out of the table, but for init_state="up" (the original's start)
     assert first == {"web/a": "0", "orig/a": "10"}
     state = running.project.state
-    diff = Path(parse_snapshot((state / "ipvsfull.cfg").read_text()).diff_file)
+    diff = Path(read_snapshot(state / "ipvsfull.cfg").diff_file)
     wait_until(lambda: "rname=a raddr=127.0.0.1 rport=80 rweight=10" in diff.read_text()
                and "vname=rm" in diff.read_text(), "the live reals entering after a check")
     wait_until(lambda: ready(running.status) == 200, "/ready")

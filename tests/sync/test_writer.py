@@ -11,12 +11,22 @@ import time
 from pathlib import Path
 
 from surealived.engine.state import RoundReport
+from surealived.ipvssync.files import SyncPaths
+from surealived.ipvssync.reader import Link
 from surealived.maincfg import MainConfig
 from surealived.sync.component import SyncComponent
-from surealived.sync.formats import parse_diff, parse_snapshot
-from surealived.sync.writer import SyncPaths, SyncWriter
+from surealived.sync.writer import SyncWriter
 
-from .helpers import ONETWP, check, state_of
+from .helpers import (
+    ONETWP,
+    check,
+    commands,
+    read_diff,
+    read_snapshot,
+    reals_by_virtual,
+    state_of,
+    virtual_names,
+)
 from .test_dumps import FakeDaemon, FakeOptions
 
 
@@ -38,7 +48,7 @@ def end_round(d: FakeDaemon, index: int = 0) -> None:
 
 
 def snapshot(tmp: Path):
-    return parse_snapshot((tmp / "ipvsfull.cfg").read_text())
+    return read_snapshot(tmp / "ipvsfull.cfg")
 
 
 def test_start_forces_snapshot_and_reload_flag_then_diffs_at_once(tmp_path):
@@ -50,14 +60,13 @@ def test_start_forces_snapshot_and_reload_flag_then_diffs_at_once(tmp_path):
         assert (tmp_path / "ipvsfull.reload").exists()
         assert (tmp_path / "ipvsfull.lock").exists()
         snap = snapshot(tmp_path)
-        assert [v.fields["vname"] for v in snap.virtuals] == ["onet", "wp"]
+        assert virtual_names(snap) == ["onet", "wp"]
         assert os.path.getsize(snap.diff_file) == 0
         onet = d.state.virtuals[0].reals[0]
         check(d.state, onet, False)
         assert comp.writer is not None and comp.writer.drain(5)
-        lines = list(parse_diff(Path(snap.diff_file).read_text()))
-        assert [(x.cmd, x.fields["rweight"]) for x in lines] == [("addreal", "0"),
-                                                                  ("chgreal", "0")]
+        assert commands(Path(snap.diff_file).read_text()) == [("addreal", "sg", 0),
+                                                               ("chgreal", "sg", 0)]
         await comp.stop(d)
 
     asyncio.run(scenario())
@@ -81,10 +90,10 @@ def test_periodic_snapshot_links_old_diff_and_leaves_reload_flag_alone(tmp_path)
         assert comp.writer.drain(5)
         second = snapshot(tmp_path)
         assert second.diff_file != first
-        old = list(parse_diff(Path(first).read_text()))
-        assert [x.cmd for x in old[:-1]] == ["delreal"]
-        assert old[-1].link == second.diff_file
-        assert [len(v.reals) for v in second.virtuals] == [1, 0]
+        text = Path(first).read_text()
+        assert [c[0] for c in commands(text)] == ["delreal"]
+        assert read_diff(text)[-1] == Link(second.diff_file)
+        assert [len(reals) for reals in reals_by_virtual(second).values()] == [1, 0]
         assert not (tmp_path / "ipvsfull.reload").exists()
         await comp.reloaded(d)  # SIGHUP: forced snapshot and the flag again
         assert (tmp_path / "ipvsfull.reload").exists()
@@ -109,7 +118,7 @@ def test_unchanged_entries_write_nothing(tmp_path):
         d.state.set_admin(onet, rstate="DOWN")
         assert comp.writer is not None and comp.writer.drain(5)
         text = Path(snapshot(tmp_path).diff_file).read_text()
-        assert [x.cmd for x in parse_diff(text)] == ["delreal"]
+        assert [c[0] for c in commands(text)] == ["delreal"]
         await comp.stop(d)
 
     asyncio.run(scenario())
@@ -134,8 +143,8 @@ def test_no_sync_writes_nothing_and_survives_every_event(tmp_path):
 
 
 def test_same_second_snapshots_get_distinct_diff_files(tmp_path):
-    paths = SyncPaths(str(tmp_path / "l"), str(tmp_path / "f"), str(tmp_path / "r"),
-                      str(tmp_path / "d"))
+    paths = SyncPaths(full_sync_file=str(tmp_path / "f"), lock_sync_file=str(tmp_path / "l"),
+                      full_reload_file=str(tmp_path / "r"), diff_sync_dir=str(tmp_path / "d"))
     writer = SyncWriter(paths)
     writer.start("", when=1705312800.1)
     writer.diff("cmd=delreal x\n")

@@ -273,3 +273,50 @@ def test_daemonized_ipvssync_writes_its_pid_file_and_removes_it(kernel, files, t
     finally:
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pid_file.exists(), "the pid file to go at exit")
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def test_a_second_ipvssync_on_the_same_files_fails_at_once_and_writes_nothing(kernel, files,
+                                                                            tmp_path):
+    """Two real ipvssync daemons on one folder: the second (in the foreground, with -d, with
+    --once) exits 1 with one line naming the lock and the first one's pid, and leaves the files,
+    its own log and pid file, and the kernel as they were. Once the first stops, one starts."""
+    files.snapshot(BODY)
+    cfg = tmp_path / "surealived.cfg"
+    cfg.write_text("ipvssync_interval 1\nipvssync_poll_ms 50\n")
+    second_cfg = tmp_path / "second.cfg"
+    second_cfg.write_text(f"ipvssync_log {tmp_path / 'second.log'}\n"
+                          f"ipvssync_pid_file {tmp_path / 'second.pid'}\n")
+    command = [sys.executable, "-m", "surealived.ipvssync", "--dir", str(files.root)]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen([*command, "-c", str(cfg)], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: len(listing().get("TCP 10.0.0.1:80 wrr", [])) == 2, "the first sync")
+        wait_for(lambda: not os.path.exists(files.paths.full_reload_file), "the flag consumed")
+        files.diff(f"cmd=chgreal {VA} rname=r2 raddr=10.1.0.2 rport=80 rweight=3")
+        wait_for(lambda: "-> 10.1.0.2:80 Route 3" in listing()["TCP 10.0.0.1:80 wrr"],
+                 "a diff line applied by the first")
+        before, table = tree(files.root), listing()
+        for mode in ([], ["-d"], ["--once", "-u"]):
+            second = subprocess.run([*command, "-c", str(second_cfg), *mode],
+                                    capture_output=True, text=True, timeout=30)
+            assert second.returncode == 1, (mode, second)
+            assert second.stderr.splitlines() == [
+                f"ipvssync: another ipvssync (pid {first.pid}) holds the instance lock "
+                f"{files.root}/ipvssync.lock: one ipvssync per set of sync files; stop that "
+                "one first"], mode
+            assert second.stdout == ""
+        assert not (tmp_path / "second.log").exists()
+        assert not (tmp_path / "second.pid").exists()
+        assert tree(files.root) == before
+        assert listing() == table
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=10) == 0
+    after = subprocess.run([*command, "--once"], capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
