@@ -79,6 +79,7 @@ _FAILED = _ERR | select.EPOLLHUP
 _EVENTS = _IN | _OUT | select.EPOLLRDHUP | select.EPOLLET
 _CHUNK = 65536
 _SOL_SOCKET, _SO_ERROR = _socket.SOL_SOCKET, _socket.SO_ERROR
+_INET, _INET6 = int(_socket.AF_INET), int(_socket.AF_INET6)
 WAIT = object()  # a request waits for its socket, a timer or a task
 
 Finish = Callable[[Any, Result, CheckTiming], None]
@@ -128,13 +129,13 @@ class Stream(Socket):
     __slots__ = ("buffer", "eof", "tls", "tls_in", "tls_out", "unsent")
 
     def __init__(self, flight: Flight, sock: _socket.socket, port: int) -> None:
+        Socket.__init__(self, flight, sock, port)
         self.buffer = ReceiveBuffer()
         self.eof = False
         self.unsent: memoryview | bytes = b""
         self.tls: ssl.SSLObject | None = None
         self.tls_in: ssl.MemoryBIO | None = None
         self.tls_out: ssl.MemoryBIO | None = None
-        super().__init__(flight, sock, port)
 
     def flush(self, step: str) -> bool:
         """Send what is queued (TLS records, the rest of a send); False while some is left."""
@@ -159,10 +160,10 @@ class Stream(Socket):
         self.unsent = b""
         return True
 
-    def fill(self, tag: str, step: str, exactly: int = 0) -> bytes | bool:
+    def fill(self, request: Receive, exactly: int = 0) -> bytes | bool:
         """One chunk from the socket into the buffer: True, or False when the socket has
-        nothing now; with ``exactly`` and an empty buffer, a chunk of that size is returned
-        as it is (the usual case of a fixed-size read)."""
+        nothing now; with ``exactly`` and an empty buffer, the first ``exactly`` bytes of a
+        chunk that has them are returned, the rest buffered (the usual fixed-size read)."""
         if not self.readable:  # edge-triggered: nothing came since the socket said "empty"
             return False
         sock = self.sock
@@ -174,9 +175,9 @@ class Stream(Socket):
             return False
         except OSError as exc:
             self.close()
-            raise os_failure(step, exc) from None
+            raise os_failure(request.step(), exc) from None
         if self.tls is not None:
-            plain = self._decrypt(chunk, step)
+            plain = self._decrypt(chunk, request)
             if plain is None:
                 return True
             chunk = plain
@@ -186,13 +187,16 @@ class Stream(Socket):
         self.received += len(chunk)
         transcript = self.flight.transcript
         if transcript is not None:
-            transcript.add(tag, chunk)
-        if exactly and len(chunk) == exactly and not self.buffer:
+            transcript.add(READ_TAGS[request.mode], chunk)
+        if exactly and len(chunk) >= exactly and not self.buffer:
+            if len(chunk) > exactly:
+                self.buffer.feed(chunk[exactly:])
+                return chunk[:exactly]
             return chunk
         self.buffer.feed(chunk)
         return True
 
-    def _decrypt(self, raw: bytes, step: str) -> bytes | None:
+    def _decrypt(self, raw: bytes, request: Receive) -> bytes | None:
         """The plain bytes in ``raw`` (b"" at the end of the TLS stream; None: none yet)."""
         assert self.tls is not None and self.tls_in is not None
         if raw:
@@ -212,9 +216,9 @@ class Stream(Socket):
             return plain  # b"" when nothing came before the end
         except ssl.SSLError as exc:
             self.close()
-            raise os_failure(step, exc) from None
+            raise os_failure(request.step(), exc) from None
         if self.tls_out is not None and self.tls_out.pending:
-            self.flush(step)  # post-handshake records the peer expects
+            self.flush(request.step())  # post-handshake records the peer expects
         return plain if plain else (None if raw else b"")
 
 
@@ -231,12 +235,15 @@ def _closed_socket(step: str) -> IOFailure:
 
 def serve_connect(flight: Flight, request: Connect) -> Any:
     target = flight.target
+    source = None
+    if request.bind or target.bindaddr:
+        try:
+            source = source_of(target, request.bind)
+        except ProbeError as exc:
+            raise IOFailure(str(exc), str(exc)) from None
     try:
-        source = source_of(target, request.bind)
-    except ProbeError as exc:
-        raise IOFailure(str(exc), str(exc)) from None
-    try:
-        sock, err = open_stream(flight.family, (target.addr, request.port), source)
+        sock, err = open_stream(_INET6 if ":" in target.addr else _INET,
+                                (target.addr, request.port), source)
     except OSError as exc:
         raise os_failure("connecting", exc) from None
     stream = Stream(flight, sock, request.port)
@@ -255,10 +262,15 @@ def _connecting(flight: Flight, request: Connect) -> Any:
     assert isinstance(stream, Stream) and stream.sock is not None
     if not stream.writable:
         return WAIT
-    err = stream.sock.getsockopt(_SOL_SOCKET, _SO_ERROR) if stream.failed else 0
-    if err:
-        stream.close()
-        raise flight.connect_failed(errno_failure("connect", err))
+    if stream.failed:
+        err = stream.sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if err:
+            stream.close()
+            raise flight.connect_failed(errno_failure("connect", err))
+    if not request.tls:
+        if not flight.connected:
+            flight.connected = flight.runner.clock()
+        return stream
     return _connected(flight, request, stream)
 
 
@@ -284,7 +296,7 @@ def begin_tls(flight: Flight, stream: Stream, sni: str | None, verify: bool) -> 
     if stream.buffer:  # bytes that came before STARTTLS belong to the handshake
         stream.tls_in.write(stream.buffer.extract_rest())
     flight.wait_stream = stream
-    flight.step = "TLS handshake"
+    flight.phase = "TLS handshake"
 
 
 def _handshaking(flight: Flight, request: Any) -> Any:
@@ -334,7 +346,7 @@ def _flushing_handshake(flight: Flight, request: Any) -> Any:
 
 
 def _handshake_done(flight: Flight, request: Any, stream: Stream) -> Any:
-    flight.step = None
+    flight.phase = None
     assert stream.tls is not None
     if flight.transcript is not None:
         flight.transcript.note(f"TLS {stream.tls.version()} {stream.tls.cipher()}")
@@ -366,8 +378,21 @@ def serve_send(flight: Flight, request: Send) -> Any:
         return _send_datagram(flight, request)
     if stream.tls is not None:
         stream.tls.write(data)
+    elif not stream.unsent:  # the usual case: it all fits in the socket's buffer at once
+        try:
+            n = stream.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            stream.close()
+            raise os_failure("sending", exc) from None
+        if n == len(data):
+            stream.sent += n
+            return n
+        stream.unsent = memoryview(data)[n:]
+        stream.writable = False
     else:
-        stream.unsent = data
+        stream.unsent = bytes(stream.unsent) + data
     flight.wait_stream = stream
     return _sending(flight, request)
 
@@ -420,7 +445,7 @@ def serve_receive(flight: Flight, request: Receive) -> Any:
     buffer = stream.buffer
     mode = request.mode
     if mode == EXACTLY and not buffer and not stream.eof and stream.sock is not None:
-        got = stream.fill(READ_TAGS[EXACTLY], request.step(), request.size)
+        got = stream.fill(request, request.size)
         if got is False:
             return WAIT
         if got is not True:
@@ -444,7 +469,7 @@ def serve_receive(flight: Flight, request: Receive) -> Any:
             raise closed_failure(stream.received, request.what, rest)
         if stream.sock is None:
             raise _closed_socket(request.step())
-        if stream.fill(READ_TAGS[mode], request.step()) is False:
+        if stream.fill(request) is False:
             return WAIT
 
 
@@ -455,7 +480,7 @@ def serve_open_datagram(flight: Flight, request: OpenDatagram) -> Any:
     except ProbeError as exc:
         raise IOFailure(str(exc), str(exc)) from None
     try:
-        sock = open_datagram(flight.family, (target.addr, request.port), source)
+        sock = open_datagram(family_of(target.addr), (target.addr, request.port), source)
     except OSError as exc:
         raise flight.connect_failed(os_failure("connect", exc)) from None
     dgram = Dgram(flight, sock, request.port)
@@ -513,13 +538,13 @@ RETRY: dict[type, Callable[[Flight, Any], Any]] = {
 READS = (Receive, ReceiveDatagram)
 
 
-class Flight:
-    """One check, from its start to its verdict. ``coro`` is None once it has ended."""
+class Flight(CheckProbe):
+    """One check, from its start to its verdict; it is also the probe its tester gets.
+    ``coro`` is None once it has ended."""
 
-    __slots__ = ("check", "connect_failure", "connected", "coro", "deadline", "family",
-                 "request", "retry_fn", "runner", "settings", "started", "starting", "step",
-                 "streams", "target", "task", "tester", "timer", "transcript", "wait_stream",
-                 "wall")
+    __slots__ = ("check", "connect_failure", "connected", "coro", "deadline", "phase",
+                 "request", "retry_fn", "runner", "started", "starting", "streams", "task",
+                 "tester", "timer", "wait_stream", "wall")
 
     def __init__(self, runner: Runner, check: Any, tester: Tester, target: Target,
                  settings: Mapping[str, Any], transcript: Transcript | None) -> None:
@@ -529,17 +554,17 @@ class Flight:
         self.target = target
         self.settings = settings
         self.transcript = transcript
-        self.family = family_of(target.addr)
-        self.started = runner.clock()
+        self.step = "starting"
+        self.started = started = runner.clock()
         self.wall = time.time()
-        self.deadline = self.started + target.timeout
+        self.deadline = started + target.timeout
         self.connected = 0.0
         self.coro: Coroutine[Any, Any, Any] | None = None
         self.streams: list[Socket] = []
         self.request: Any = None  # the request that waits
         self.retry_fn: Callable[[Flight, Any], Any] | None = None
         self.wait_stream: Socket | None = None
-        self.step: str | None = None  # overrides the request's step (a TLS handshake)
+        self.phase: str | None = None  # overrides the request's step (a TLS handshake)
         self.timer: Any = None  # a sleep or a request's own timeout
         self.task: asyncio.Future[Any] | None = None
         self.connect_failure: IOFailure | None = None
@@ -569,7 +594,7 @@ class Flight:
                                                "of the probe")
                 continue
             self.retry_fn = None  # a request may set its own (the phases of a handshake)
-            self.step = None
+            self.phase = None
             try:
                 value = serve(self, request)
             except IOFailure as failure:
@@ -604,17 +629,19 @@ class Flight:
 
     def ready(self) -> None:
         """The socket the waiting request is on is ready: serve it again."""
-        request = self.request
         retry = self.retry_fn
         assert retry is not None
         try:
-            value = retry(self, request)
+            value = retry(self, self.request)
         except IOFailure as failure:
             self.served()
             self.resume(None, failure)
             return
         if value is not WAIT:
-            self.served()
+            self.request = self.retry_fn = self.wait_stream = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
             self.resume(value)
 
     def served(self) -> None:
@@ -643,9 +670,9 @@ class Flight:
         keep = type(request) in READS
         if not keep and stream is not None:
             stream.close()
-        step = self.step or request.step()
+        step = self.phase or request.step()
         self.served()
-        self.step = None
+        self.phase = None
         self.resume(None, IOFailure(f"timeout after {request.ms:g}ms {step}", "timeout",
                                     keep=keep))
 
@@ -694,8 +721,8 @@ class Flight:
         self.end(result, problem)
 
     def step_text(self) -> str:
-        if self.step is not None:
-            return self.step
+        if self.phase is not None:
+            return self.phase
         request = self.request
         return request.step() if request is not None else "starting"
 
@@ -794,7 +821,7 @@ class Runner:
         if self.timer is None or flight.deadline < self.timer_at:
             self._arm(flight.deadline, flight.started)
         try:
-            flight.coro = tester.check(CheckProbe(flight, target, settings))  # type: ignore[arg-type]
+            flight.coro = tester.check(flight)  # type: ignore[arg-type]
             flight.resume()
         except Exception as exc:  # check() itself is not a coroutine function: a bug
             flight.end(Result.down(self.tester_bug(tester, exc)))

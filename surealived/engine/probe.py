@@ -27,6 +27,7 @@ from .requests import (
     Spawn,
     StartTls,
 )
+from .transcript import Transcript
 
 T = TypeVar("T")
 
@@ -101,14 +102,16 @@ class Datagram:
 
 
 class CheckProbe:
-    """What one check gets (``tester_api.Probe``): the target, the settings, connections."""
+    """What one check gets (``tester_api.Probe``): the target, the settings, connections.
+    The runner's ``Flight`` is one (a check's probe and its state are one object)."""
 
-    __slots__ = ("flight", "settings", "step", "target")
+    __slots__ = ("settings", "step", "target", "transcript")
 
-    def __init__(self, flight: Any, target: Target, settings: Mapping[str, Any]) -> None:
-        self.flight = flight  # the runner's Flight: its transcript
+    def __init__(self, target: Target, settings: Mapping[str, Any],
+                 transcript: Transcript | None = None) -> None:
         self.target = target
         self.settings = settings
+        self.transcript = transcript
         self.step = "starting"
 
     def connect(self) -> Awaitable[Connection]:
@@ -133,6 +136,6 @@ class CheckProbe:
         return Spawn(awaitable, self.step)
 
     def note(self, text: str) -> None:
-        transcript = self.flight.transcript
+        transcript = self.transcript
         if transcript is not None:
             transcript.note(text)

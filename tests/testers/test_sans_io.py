@@ -42,7 +42,6 @@ class Canned:
         self.datagrams = list(datagrams or [])
         self.refuse = refuse
         self.sent = b""
-        self.transcript = None  # what CheckProbe.note reads
         self.received = 0
 
     def close(self) -> None:
@@ -77,7 +76,7 @@ def converse(tester: api.Tester, real: Canned, **target: Any) -> Result:
     t = Target(addr="192.0.2.7", port=80, rname="r", rport=80, vname="v", vaddr="192.0.2.1",
                vport=80, vproto="tcp", vfwmark=0, timeout=5.0, **target)
     coro: Coroutine[Any, Any, Result] = tester.check(
-        CheckProbe(real, t, tester.settings))  # type: ignore[arg-type]
+        CheckProbe(t, tester.settings))  # type: ignore[arg-type]
     reply: Any = None
     error: BaseException | None = None
     for _ in range(1000):
