@@ -20,6 +20,7 @@ from .requests import (
     UNTIL,
     Connect,
     OpenDatagram,
+    Ready,
     Receive,
     ReceiveDatagram,
     Send,
@@ -52,10 +53,17 @@ class Connection:
     def send(self, data: bytes) -> Awaitable[Any]:
         return Send(self.stream, data)
 
+    # a piece the buffer holds already is answered here (its limit errors too)
     def receive_exactly(self, n: int, *, what: str = "") -> Awaitable[bytes]:
+        piece = self.stream.buffer.maybe_extract_exactly(n)
+        if piece is not None:
+            return Ready(piece)
         return Receive(self.stream, EXACTLY, n, what or f"{n} bytes")
 
     def receive_line(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:
+        piece = self.stream.buffer.maybe_extract_line(limit)
+        if piece is not None:
+            return Ready(piece)
         return Receive(self.stream, LINE, limit, what or "a line")
 
     def receive_until(self, delimiter: bytes, limit: int = 65536, *,

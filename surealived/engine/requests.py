@@ -37,6 +37,20 @@ class Request:
         raise NotImplementedError
 
 
+class Ready:
+    """An awaitable already answered (a piece the receive buffer held): no trip to the
+    runner."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.value
+        yield  # a generator that yields nothing
+
+
 class Connect(Request):
     """A TCP connection to the real's address on ``port`` (from ``bind`` or the target's
     ``bindaddr``), then TLS when ``tls``; the reply is the runner's ``Stream``, or what

@@ -215,26 +215,21 @@ class Session:
             slot.tls = True
         return True
 
+    # send, receive(n) and receive("*l") on a stream are served in run_script's loop; these
+    # are the other cases
     async def send(self, request: tuple[Any, ...]) -> Any:
         _, sid, data, ms = request
         slot = self.slots.get(sid)
-        sock = None if slot is None else (slot.stream or slot.dgram)
-        if sock is None:
+        if slot is None or slot.dgram is None:
             raise SockError("closed")
-        return await Send(sock, data, ms or 0)
+        return await Send(slot.dgram, data, ms or 0)
 
-    # Stream reads: on "closed", what had arrived goes back as the partial data.
     async def receive_exactly(self, request: tuple[Any, ...]) -> Any:
-        _, sid, n, ms = request
-        stream = self.stream(sid)
-        if n > EXACT_LIMIT:
-            raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
-        n = int(n)
-        return await Receive(stream, EXACTLY, n, f"{n} bytes", ms or 0)
+        self.stream(request[1])
+        raise SockError(f"size too large (at most {EXACT_LIMIT})", keep=True)
 
     async def receive_line(self, request: tuple[Any, ...]) -> Any:
-        _, sid, _, ms = request
-        return await Receive(self.stream(sid), LINE, LINE_LIMIT, "a line", ms or 0)
+        raise SockError("closed")
 
     async def receive_all(self, request: tuple[Any, ...]) -> Any:
         _, sid, _, ms = request
@@ -298,6 +293,7 @@ OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
     RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
     LOG: Session.log,
 }
+HOT = frozenset((SEND, RECV_EXACTLY, RECV_LINE))  # served in run_script's loop on a stream
 SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
                           RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM))
 
@@ -425,6 +421,7 @@ async def run_script(owner: HasScript, probe: Probe) -> Result:
     co, reply = taken
     send = co.send
     session = Session(script, probe)
+    slots = session.slots
     kept = None  # the thread, once its check ended well
     try:
         while True:
@@ -436,10 +433,29 @@ async def run_script(owner: HasScript, probe: Probe) -> Result:
             if code == DONE:
                 kept = co
                 return _result(script, request)
-            op = OPS.get(code)
-            if op is None:  # only the sandbox yields to Python: a bug there
-                return Result.down(f"lua: unknown request {request!r}"[:200])
             try:
+                # the usual requests straight to the runner: no coroutine of their own
+                if code in HOT:
+                    slot = slots.get(request[1])
+                    stream = None if slot is None else slot.stream
+                    if stream is not None:
+                        if code == SEND:
+                            reply = await Send(stream, request[2], request[3] or 0)
+                            continue
+                        n = request[2]  # stream reads: on "closed", the partial data too
+                        if code == RECV_LINE:
+                            reply = await Receive(stream, LINE, LINE_LIMIT, "a line",
+                                                  request[3] or 0)
+                            continue
+                        if n <= EXACT_LIMIT:
+                            n = int(n)
+                            piece = stream.buffer.maybe_extract_exactly(n)
+                            reply = piece if piece is not None else await Receive(
+                                stream, EXACTLY, n, f"{n} bytes", request[3] or 0)
+                            continue
+                op = OPS.get(code)
+                if op is None:  # only the sandbox yields to Python: a bug there
+                    return Result.down(f"lua: unknown request {request!r}"[:200])
                 reply = await op(session, request)
             except SockError as exc:
                 reply = session.failed(request, exc.err, None, exc.keep)
