@@ -70,7 +70,11 @@ TESTER_ATTRS: tuple[Attr, ...] = (
     Attr("proto", "str", mandatory=True, limit=64, help="tester name: tcp, http, dns, exec, lua, "
          "no-test, or a third-party tester"),
     Attr("testport", "port", help="port tested on every real (mandatory but for no-test)"),
-    Attr("loopdelay", "seconds", 3.0, help="seconds from the end of a round to the next"),
+    Attr("loopdelay", "seconds", 3.0, help="seconds added to timeout between the starts of two "
+         "rounds (the original's period: timeout + loopdelay)"),
+    Attr("interval", "seconds", None, minimum=0.001, limit=86400,
+         help="seconds from the end of a round (its last check) to the next, instead of "
+              "the original's period (HAProxy's inter)"),
     Attr("timeout", "seconds", 5.0, minimum=0.001, limit=3600,
          help="seconds a check may take"),
     Attr("retries2ok", "uint", 1, minimum=1, limit=1000,
@@ -135,6 +139,7 @@ class TesterConfig:
     real_notify_down: str | None
     options: FrozenOptions  # the tester's own attributes
     init_state: str = "down"
+    interval: float | None = None  # next round this long after the last check of one, if set
     line: int = field(default=0, compare=False)  # where it was read; not part of identity
 
 

@@ -228,7 +228,8 @@ class _Reader:
         if len(self.errors) > before:
             return None, own
         return TesterConfig(proto=cls.name, testport=common.get("testport") or 0,
-                            loopdelay=common["loopdelay"], timeout=common["timeout"],
+                            loopdelay=common["loopdelay"], interval=common["interval"],
+                            timeout=common["timeout"],
                             retries2ok=common["retries2ok"], retries2fail=common["retries2fail"],
                             remove_on_fail=common["remove_on_fail"],
                             debugcomm=common["debugcomm"], logmicro=common["logmicro"],

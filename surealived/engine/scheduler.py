@@ -2,8 +2,11 @@
 
 Strategy. Each virtual runs rounds: start its reals spread over ``startup_delay_ms`` (in batches on
 a ``loop_interval_ms`` grid, ``plan_batches``, a pure function), wait until every check of the
-round has finished (each is bounded by the tester's ``timeout``), report the round, sleep
-``loopdelay``, repeat. A virtual's first round starts at a random point within
+round has finished (each is bounded by the tester's ``timeout``), report the round, and start
+the next one as the original did: ``timeout`` + ``loopdelay`` after the last batch of this one
+started (``next_round_start``), whatever the checks took, so that a real is checked at the
+period its XML says; with the tester's ``interval``, ``interval`` after the round's last check
+instead (HAProxy's ``inter``). A virtual's first round starts at a random point within
 ``startup_delay_ms`` so that virtuals do not start in step.
 
 Checks go through one ``Engine.submit``. A check whose probe key (tester class, settings, address,
@@ -29,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..maincfg import MainConfig
-from ..model import RealConfig, VirtualConfig
+from ..model import RealConfig, TesterConfig, VirtualConfig
 from ..registry import Registry
 from ..tester_api import Result, Target, Tester
 from .flight import CallLater, Runner
@@ -65,6 +68,16 @@ def plan_batches(count: int, startup_delay_ms: int, loop_interval_ms: int
             batches.append((slot * step / 1000.0, 1))
             last_slot = slot
     return batches
+
+
+def next_round_start(tester: TesterConfig, started: float, spread: float, ended: float
+                     ) -> float:
+    """When the next round of a virtual starts: its round started at ``started``, its last
+    batch ``spread`` seconds later, and its last check ended at ``ended``. The original's
+    period (the round waits the timeout out, then loopdelay), or ``interval`` after the end."""
+    if tester.interval is not None:
+        return ended + tester.interval
+    return max(started + spread + tester.timeout + tester.loopdelay, ended)
 
 
 def default_max_inflight(maincfg: MainConfig) -> int:
@@ -224,8 +237,10 @@ class VirtualRunner:
                 await engine.sleep(delay)
             if self.stopping:
                 break
-            await self.round()
-            self.next_start = engine.clock() + self.vstate.config.tester.loopdelay
+            started = engine.clock()
+            spread = await self.round()
+            self.next_start = next_round_start(self.vstate.config.tester, started, spread,
+                                               engine.clock())
 
     def current(self, real: RealState) -> RealState | None:
         """The real's state object now (a reload replaces state objects; the config decides)."""
@@ -242,13 +257,14 @@ class VirtualRunner:
             self._batches = tuple(plan_batches(*key))
         return self._batches
 
-    async def round(self) -> None:
+    async def round(self) -> float:
+        """One round; returns the offset of its last batch (its spread)."""
         engine = self.engine
         reals = list(self.vstate.reals)
         started_wall = time.time()
         start = engine.clock()
         tally = Round(self, len(reals), asyncio.get_running_loop().create_future())
-        index = 0
+        index, offset = 0, 0.0
         for offset, count in self.batches(len(reals)):
             due = start + offset
             delay = due - engine.clock()
@@ -264,6 +280,7 @@ class VirtualRunner:
         if self.current_virtual_unchanged():
             engine.state.finish_round(RoundReport(self.vstate, started_wall, time.time(), report))
         engine.metrics.rounds += 1
+        return offset
 
     def current_virtual_unchanged(self) -> bool:
         return self.engine.state.by_key.get(self.vstate.config.key) is self.vstate

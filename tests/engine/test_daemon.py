@@ -108,3 +108,32 @@ def test_a_broken_configuration_at_start_exits_1_naming_the_line(tmp_path: Path)
     assert daemon.proc.wait(30) == 1
     daemon.wait_for(f"{tmp_path / 't.xml'}:5:")
     daemon.wait_for("Configuration file is broken!")
+
+
+def test_a_real_is_checked_at_the_originals_period(tmp_path: Path) -> None:
+    """timeout 0.5 + loopdelay 0.5: one check a second, however fast the real answers (the
+    rounds' old rule, loopdelay after the last answer, checked it twice as often)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(128)
+        server.settimeout(15)
+        xml = XML.format(port=server.getsockname()[1], extra="").replace(
+            'loopdelay="0.2" timeout="1"', 'loopdelay="0.5" timeout="0.5"')
+        daemon = start(tmp_path, xml)
+        try:
+            first, _ = server.accept()  # queued connections are there even once reset
+            first.close()
+            begin = time.monotonic()
+            checks = 0
+            server.settimeout(0.2)
+            while time.monotonic() - begin < 5.5:
+                try:
+                    peer, _ = server.accept()
+                except TimeoutError:
+                    continue
+                peer.close()
+                checks += 1
+        finally:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    assert 4 <= checks <= 6, checks  # 5 at a period of 1 s; 11 at the old 0.5 s

@@ -73,19 +73,45 @@ def test_plan_starts_every_real_inside_the_window(count: int, delay: int, step: 
 
 
 @pytest.mark.asyncio
-async def test_round_starts_are_spread_and_rounds_repeat_after_loopdelay() -> None:
-    engine, time, runner = make_engine(virtual("web", 10, loopdelay=3))
+async def test_rounds_are_spread_and_come_at_the_originals_period() -> None:
+    """timeout + loopdelay after the last batch of a round started, however fast the checks
+    are: the period the original had for the same XML."""
+    engine, time, runner = make_engine(virtual("web", 10, loopdelay=3, timeout=1))
     t0 = time.now
     engine.start()
-    await time.run_until(t0 + 6)
+    await time.run_until(t0 + 12)
     first = [t for _, _, t in runner.starts[:10]]
     begin = first[0]
     assert begin - t0 < 1.0  # the first round starts within startup_delay_ms
     assert [round(t - begin, 3) for t in first] == [i / 10 for i in range(10)]
-    # the round ends when the last check is done (instantly here), then loopdelay passes
     second = [t for _, _, t in runner.starts[10:20]]
-    assert round(second[0] - first[-1], 3) == 3.0
+    assert round(second[0] - first[-1], 3) == 4.0  # timeout 1 + loopdelay 3
+    assert [round(t - second[0], 3) for t in second] == [i / 10 for i in range(10)]
     assert engine.state.virtuals[0].rounds >= 2
+    await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_round_that_outlasts_the_period_is_followed_at_once() -> None:
+    # 3 checks, one slot: the round takes 3 s of checks, longer than timeout + loopdelay
+    engine, time, runner = make_engine(virtual("web", 3, loopdelay=0.5, timeout=1),
+                                       duration=1.0, max_inflight=1, startup_delay_ms=0)
+    engine.start()
+    await time.run_until(time.now + 3.5)
+    starts = [t for _, _, t in runner.starts]
+    assert [round(t - starts[0], 3) for t in starts[:4]] == [0.0, 1.0, 2.0, 3.0]
+    await engine.stop()
+
+
+@pytest.mark.asyncio
+async def test_interval_counts_from_the_end_of_a_round() -> None:
+    xml = virtual("web", 2, loopdelay=3, timeout=5).replace('timeout="5"',
+                                                            'timeout="5" interval="2"')
+    engine, time, runner = make_engine(xml, duration=0.25, startup_delay_ms=0)
+    engine.start()
+    await time.run_until(time.now + 5)
+    starts = sorted({t for _, _, t in runner.starts})
+    assert [round(t - starts[0], 3) for t in starts[:3]] == [0.0, 2.25, 4.5]
     await engine.stop()
 
 
@@ -100,7 +126,7 @@ async def test_results_reach_the_state_and_flip_after_retries2fail() -> None:
     r0, r1 = engine.state.virtuals[0].reals
     assert r0.online and r0.tested
     assert r1.online and r1.last_ok is False  # one failure of two needed
-    await time.run_until(time.now + 1.0)
+    await time.run_until(time.now + 2.0)  # the next round: timeout 1 + loopdelay 1
     assert not r1.online
     assert engine.state.counters.t_failed == 2
     await engine.stop()
