@@ -70,8 +70,10 @@ TESTERS = {
 
 
 def build_xml(reals: int, per_virtual: int, tester: str, ports: list[int], loopdelay: float,
-              timeout: float) -> str:
+              timeout: float, interval: float | None = None) -> str:
     proto, extra = TESTERS[tester]
+    if interval is not None:
+        extra += f' interval="{interval}"'
     parts = ["<surealived>"]
     for v, first in enumerate(range(0, reals, per_virtual)):
         parts.append(f'<virtual name="v{v}" addr="10.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" '
@@ -149,7 +151,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
 
     registry = load_testers(modules_path=str(Path(__file__).with_name("modules")))
     xml = build_xml(args.reals, args.per_virtual, args.tester, ports, args.loopdelay,
-                    args.timeout)
+                    args.timeout, args.interval)
     config = parse_config_bytes(xml.encode(), "/tmp/bench.xml", registry)
     maincfg = MainConfig(maxfd=args.maxfd, startup_delay_ms=args.startup_delay_ms,
                          loop_interval_ms=100, max_inflight=args.max_inflight)
@@ -179,11 +181,13 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     check_p50 = durations[len(durations) // 2] / 1000 if durations else 0.0
     check_p99 = durations[len(durations) * 99 // 100] / 1000 if durations else 0.0
     await engine.stop()
-    # a round: its starts spread up to the last batch's offset, then loopdelay after the last
-    # verdict (the time the checks themselves take is left out: the figure is a ceiling)
+    # a round: its starts spread up to the last batch's offset, then timeout + loopdelay (the
+    # original's period); with --interval, interval after the last verdict (the time the
+    # checks themselves take is left out there: the figure is a ceiling)
     spread = plan_batches(min(args.per_virtual, args.reals), args.startup_delay_ms,
                           maincfg.loop_interval_ms)[-1][0]
-    period = spread + args.loopdelay
+    period = spread + (args.interval if args.interval is not None
+                       else args.timeout + args.loopdelay)
     return {
         "tester": args.tester, "reals": args.reals, "loop": args.loop,
         "scheduled_checks_per_s": round(args.reals / period),
@@ -219,8 +223,11 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--loopdelay", type=float, default=0.5)
+    parser.add_argument("--interval", type=float, default=None,
+                        help="the tester's interval (next round this long after the last check) "
+                             "instead of the original's period, timeout + loopdelay")
     parser.add_argument("--startup-delay-ms", type=int, default=500)
-    parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--per-virtual", type=int, default=100)
     parser.add_argument("--maxfd", type=int, default=65536)
     parser.add_argument("--max-inflight", type=int, default=0)
