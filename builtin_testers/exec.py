@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from asyncio.subprocess import DEVNULL, PIPE
+from collections.abc import Callable
 
 from surealived.tester_api import Attr, Probe, Result, Tester
 
@@ -50,9 +51,10 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
-async def _run(argv: list[str]) -> tuple[int, bytes, bytes]:
+async def _run(argv: list[str], note: Callable[[str], None]) -> tuple[int, bytes, bytes]:
     """Run ``argv``: its exit status and the tails of its output. At its exit, or when the
-    check's deadline cancels this, whatever it left behind in its process group goes too."""
+    check's deadline cancels this, whatever it left behind in its process group goes too (and
+    what it wrote until then is noted)."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
@@ -60,6 +62,12 @@ async def _run(argv: list[str]) -> tuple[int, bytes, bytes]:
     err_task = asyncio.ensure_future(_tail(proc.stderr))
     try:
         await _exited(proc.pid)
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.shield(asyncio.wait([out_task, err_task]))
+        _note_output(note, out_task.result(), err_task.result(), " (until the deadline)")
+        raise
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -68,6 +76,12 @@ async def _run(argv: list[str]) -> tuple[int, bytes, bytes]:
         if not out_task.done() or not err_task.done():
             await asyncio.shield(asyncio.wait([out_task, err_task]))
     return await proc.wait(), out_task.result(), err_task.result()
+
+
+def _note_output(note: Callable[[str], None], out: bytes, err: bytes, when: str = "") -> None:
+    for label, data in (("stdout", out), ("stderr", err)):
+        if data:
+            note(f"{label}{when}:\n" + data.decode("utf-8", "replace"))
 
 
 def _last_line(data: bytes) -> str:
@@ -89,10 +103,10 @@ class ExecTester(Tester):
                 *self.settings["params"].split()]
         probe.step = f"running {argv[0]}"
         probe.note("exec " + " ".join(argv))
-        status, out, err = await probe.spawn(_run(argv))
+        status, out, err = await probe.spawn(_run(argv, probe.note))
+        _note_output(probe.note, out, err)
         for label, data in (("stdout", out), ("stderr", err)):
             if data:
-                probe.note(f"{label}:\n" + data.decode("utf-8", "replace"))
                 log.debug("exec %s %s %s: %s", argv[0], target.addr, label, _last_line(data))
         if status == 0:
             return Result.up("exit status 0")

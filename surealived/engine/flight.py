@@ -542,9 +542,9 @@ class Flight(CheckProbe):
     """One check, from its start to its verdict; it is also the probe its tester gets.
     ``coro`` is None once it has ended."""
 
-    __slots__ = ("check", "connect_failure", "connected", "coro", "deadline", "phase",
-                 "request", "retry_fn", "runner", "started", "starting", "streams", "task",
-                 "tester", "timer", "wait_stream", "wall")
+    __slots__ = ("check", "connect_ended", "connect_failure", "connected", "coro", "deadline",
+                 "delivered", "phase", "request", "retry_fn", "runner", "started", "starting",
+                 "streams", "task", "tester", "timer", "wait_stream", "wall")
 
     def __init__(self, runner: Runner, check: Any, tester: Tester, target: Target,
                  settings: Mapping[str, Any], transcript: Transcript | None) -> None:
@@ -568,7 +568,9 @@ class Flight(CheckProbe):
         self.timer: Any = None  # a sleep or a request's own timeout
         self.task: asyncio.Future[Any] | None = None
         self.connect_failure: IOFailure | None = None
+        self.connect_ended = 0.0  # when the last connect failed, before any connection
         self.starting = True
+        self.delivered = False
 
     # -- the coroutine --------------------------------------------------------------------
     def resume(self, value: Any = None, error: BaseException | None = None) -> None:
@@ -694,6 +696,7 @@ class Flight(CheckProbe):
         before any connection was made."""
         if not self.connected:
             self.connect_failure = failure
+            self.connect_ended = self.runner.clock()
         return failure
 
     # -- the end --------------------------------------------------------------------------
@@ -731,9 +734,21 @@ class Flight(CheckProbe):
         target = self.target
         problem = ("conn" if not self.connected and target.port
                    and self.tester.transport != "exec" else None)
-        reason = timeout_reason(target.timeout, self.step_text())
+        result = Result.down(timeout_reason(target.timeout, self.step_text()))
+        task = self.task
         self.abandon()
-        self.deliver(Result.down(reason), problem)
+        if task is None or task.done():
+            self.deliver(result, problem)
+            return
+        # spawned work ends first (exec notes the output its program wrote before the
+        # deadline), within a second
+        timer = self.runner.call_later(1.0, self.deliver, result, problem)
+
+        def ended(_task: asyncio.Future[Any]) -> None:
+            timer.cancel()
+            self.deliver(result, problem)
+
+        task.add_done_callback(ended)
 
     def abandon(self) -> None:
         """Stop the check where it is: its coroutine, sockets, timer and task."""
@@ -762,15 +777,21 @@ class Flight(CheckProbe):
         self.deliver(result, problem)
 
     def deliver(self, result: Result, problem: str | None) -> None:
+        if self.delivered:
+            return
         if self.starting:  # the engine must not get a verdict from inside Runner.start
             self.starting = False
             self.runner.loop.call_soon(self.deliver, result, problem)
             return
+        self.delivered = True
         ended = self.runner.clock()
         total = int((ended - self.started) * 1e6)
         if self.connected:
             conn = int((self.connected - self.started) * 1e6)
             resp = int((ended - self.connected) * 1e6)
+        elif self.connect_ended:  # a connect that failed took this long: the response none
+            conn = int((self.connect_ended - self.started) * 1e6)
+            resp = total - conn
         else:
             conn, resp = 0, total
         sent = received = 0

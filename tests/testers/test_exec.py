@@ -96,3 +96,14 @@ async def test_no_zombie_is_left(tmp_path: Path) -> None:
         assert result.ok
     # our own children: a zombie would still have its /proc entry until we reap it
     assert [pid for pid in pids.read_text().split() if Path(f"/proc/{pid}").exists()] == []
+
+
+async def test_output_written_before_the_deadline_is_in_the_transcript(tmp_path: Path) -> None:
+    prog = script(tmp_path, "echo starting up; echo slow disk >&2; sleep 30")
+    transcript = Transcript()
+    result, _ = await check(ExecTester, 80, timeout=0.5, exec=prog, transcript=transcript)
+    assert result.reason == f"timeout after 0.5s running {prog}"
+    text = transcript.render().decode()
+    assert "note:\nstdout (until the deadline):\nstarting up\n" in text
+    assert "note:\nstderr (until the deadline):\nslow disk\n" in text
+    assert text.endswith(f"note:\nresult: down timeout after 0.5s running {prog}\n")
