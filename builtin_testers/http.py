@@ -16,6 +16,8 @@ from typing import Any
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
+MAX_HEADERS = 200
+HEAD_LIMIT = 65536  # bytes of header lines
 
 
 def parse_status(line: bytes) -> int:
@@ -27,6 +29,27 @@ def parse_status(line: bytes) -> int:
 
 def format_statuses(ranges: tuple[tuple[int, int], ...]) -> str:
     return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
+def parse_headers(lines: list[bytes]) -> dict[bytes, bytes]:
+    """The header fields of a response head's lines (names lowercased)."""
+    if len(lines) > MAX_HEADERS:
+        raise ProbeError(f"more than {MAX_HEADERS} header lines")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+async def read_headers(conn: Connection, end: bytes) -> dict[bytes, bytes]:
+    """The header fields after the status line, whose line end (CRLF, or a bare LF from a
+    lenient server) the header lines share: all of them in one read up to the blank line."""
+    first = await conn.receive_exactly(len(end), what="the response headers")
+    if first == end:
+        return {}  # no header at all
+    block = first + await conn.receive_until(end + end, HEAD_LIMIT, what="the response headers")
+    return parse_headers(block.split(end))
 
 
 class HttpTester(Tester):
@@ -88,27 +111,21 @@ class HttpTester(Tester):
         await conn.send(self.request)
         if self.quick:
             return self.judge_status_line(await conn.receive_exactly(12, what="the status line"))
-        status = parse_status(await conn.receive_line(8192, what="the status line"))
+        line = await conn.receive_until(b"\n", 8192, what="the status line")
+        status = parse_status(line)
         verdict = self.judge_status(status)
         if not verdict.ok:
             return verdict
-        body = await self.read_body(conn, status)
+        headers = await read_headers(conn, b"\r\n" if line.endswith(b"\r") else b"\n")
+        body = await self.read_body(conn, status, headers)
         if self.body_re is not None and not self.body_re.search(body):
             return Result.down(f"status {status}, but the body does not match "
                                f"{self.body_re.pattern.decode()!r}")
         return Result.up(f"status {status}")
 
-    async def read_body(self, conn: Connection, status: int) -> bytes:
-        """The headers, then at most ``max_body`` bytes of body (de-chunked)."""
-        headers: dict[bytes, bytes] = {}
-        for _ in range(200):
-            line = await conn.receive_line(16384, what="the response headers")
-            if not line:
-                break
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            raise ProbeError("more than 200 header lines")
+    async def read_body(self, conn: Connection, status: int,
+                        headers: dict[bytes, bytes]) -> bytes:
+        """At most ``max_body`` bytes of body (de-chunked)."""
         if self.method == "HEAD" or status < 200 or status in _NO_BODY:
             return b""
         if headers.get(b"transfer-encoding", b"").lower() == b"chunked":

@@ -67,7 +67,7 @@ async def test_a_huge_header_line_is_refused() -> None:
     async with bad_tcp_server("http", reply=reply) as port:
         result, _ = await check(HttpTester, port, timeout=3, naive="false", **HTTP)
     assert not result.ok
-    assert result.reason == "no b'\\n' within 16384 bytes"
+    assert result.reason == "no b'\\r\\n\\r\\n' within 65536 bytes"  # the end of the head
 
 
 async def test_tls_against_garbage() -> None:

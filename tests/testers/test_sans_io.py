@@ -209,3 +209,10 @@ def test_dns_down_on_rcode_or_no_answer() -> None:
 
 def test_dns_gives_up_after_eight_stray_datagrams() -> None:
     assert converse(dns(), Replier(stray=8)).reason == "no reply with the query's ID"
+
+
+def test_a_lenient_server_with_bare_line_feeds_is_read_too() -> None:
+    reply = b"HTTP/1.0 200 OK\nContent-Length: 3\nX-A: b\n\nok!"
+    assert converse(http(naive="false", body_match="^ok!$"), Canned(reply)).ok
+    assert converse(http(naive="false", body_match="^ok!$"),
+                    Canned(b"HTTP/1.0 200 OK\n\nok!")).ok  # no header at all
