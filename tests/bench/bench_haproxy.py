@@ -9,22 +9,25 @@ same reals in virtuals / backends of ``--per-virtual``. First surealived's engin
 frontend, no traffic, ``nbthread 1``, one ``server ... check inter P`` per real. Testers: tcp
 (``check``: a connect), http (``option httpchk GET /health HTTP/1.0``, the Host header as
 surealived's, ``http-check expect status 200``), https (the same over ``check-ssl verify none``
-to nginx's TLS port; surealived ``SSL="1"``).
+to nginx's TLS port; surealived ``SSL="1"``). haproxy resumes its last TLS session with each
+server and surealived does not; ``--no-ssl-reuse`` gives haproxy a full handshake every check.
 
 The same period. A surealived round starts a virtual's reals spread over ``startup_delay_ms``
 (batches on the 100 ms loop grid: the last starts at ``plan_batches(...)[-1][0]``, 0.4 s with
 the defaults), waits for their verdicts and sleeps ``loopdelay``: the round is that spread plus
-``loopdelay`` (0.9 s with the defaults) plus the time the slowest check took, which on loopback
-is a millisecond or less. haproxy's ``inter`` is set to spread plus ``loopdelay``, the period
-``measure()`` computes; both achieved rates are printed, so a difference shows.
+``loopdelay`` (0.9 s with the defaults) plus the time the slowest check took (on loopback under
+a millisecond for tcp and http, a few for https). haproxy's ``inter`` is set to spread plus
+``loopdelay``, the period ``measure()`` computes; both achieved rates are printed, so a
+difference shows.
 
 Counted the same way for both. Checks: the kernel's TCP counters of the namespace
 (``/proc/net/snmp``, which is per network namespace): ``ActiveOpens``, one per connect(),
 whoever makes it, and only the checker connects in here; over the same window the CPU (user +
 system, ``utime + stime`` of ``/proc/<pid>/stat``) of the checker's process and of nginx. Also
 per check: ``PassiveOpens`` (handshakes nginx's kernel completed: a check that resets the
-connection before its last ACK costs nginx no accept) and nginx's CPU. Prints both checkers'
-figures, the ratio surealived / haproxy, and one JSON line.
+connection before its last ACK costs nginx no accept) and nginx's CPU; for https haproxy's full
+handshakes per check (``SslBackendKeyRate`` of ``show info``: 0 when it resumed every session).
+Prints both checkers' figures, the ratio surealived / haproxy, and one JSON line.
 """
 
 from __future__ import annotations
@@ -160,19 +163,29 @@ def haproxy_config(args: argparse.Namespace, ports: list[int], inter_ms: int, so
     return "\n".join(lines) + "\n"
 
 
-def haproxy_stat(sock: Path) -> tuple[int, int, int]:
-    """(servers, servers up, failed checks) from the stats socket's ``show stat``."""
+def haproxy_command(sock: Path, command: str) -> str:
+    """One command on haproxy's stats socket, its whole answer."""
     with socket.socket(socket.AF_UNIX) as conn:
         conn.settimeout(10)
         conn.connect(str(sock))
-        conn.sendall(b"show stat\n")
+        conn.sendall(command.encode() + b"\n")
         chunks = []
         while chunk := conn.recv(65536):
             chunks.append(chunk)
-    rows = list(csv.DictReader(b"".join(chunks).decode().lstrip("# ").splitlines()))
+    return b"".join(chunks).decode()
+
+
+def haproxy_stat(sock: Path) -> dict[str, int]:
+    """Servers, servers up and failed checks (``show stat``), and the full TLS handshakes of the
+    last second (``show info``: ``SslBackendKeyRate``, resumed sessions left out)."""
+    rows = list(csv.DictReader(haproxy_command(sock, "show stat").lstrip("# ").splitlines()))
     servers = [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]
-    return (len(servers), sum(row["status"].startswith("UP") for row in servers),
-            sum(int(row["chkfail"] or 0) for row in servers))
+    info = dict(line.split(": ", 1) for line in haproxy_command(sock, "show info").splitlines()
+                if ": " in line)
+    return {"servers": len(servers),
+            "servers_up": sum(row["status"].startswith("UP") for row in servers),
+            "failed_checks": sum(int(row["chkfail"] or 0) for row in servers),
+            "full_tls_handshakes_per_s": int(info.get("SslBackendKeyRate", 0))}
 
 
 @contextlib.contextmanager
@@ -211,8 +224,12 @@ def haproxy_side(args: argparse.Namespace, ports: list[int], nginx: list[int], i
         before = sample(proc.pid, nginx)
         time.sleep(args.seconds)
         result = figures(before, sample(proc.pid, nginx))
-        servers, up, failed = haproxy_stat(sock)
-    result.update(servers=servers, servers_up=up, failed_checks=failed)
+        stat = haproxy_stat(sock)
+    full = stat.pop("full_tls_handshakes_per_s")
+    result.update(stat)
+    rate = float(str(result["checks_per_s"]))
+    if args.tester == "https" and rate:  # 0: haproxy resumed every session; 1: --no-ssl-reuse
+        result["full_tls_handshakes_per_check"] = round(full / rate, 2)
     return result
 
 
