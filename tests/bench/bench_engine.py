@@ -136,6 +136,17 @@ def c_yardstick(args: argparse.Namespace, ports: list[int], rate: float) -> dict
     return figures
 
 
+def round_period(args: argparse.Namespace) -> float:
+    """The scheduled time from one round of a virtual to the next: its starts spread up to the
+    last batch's offset, then timeout + loopdelay (the original's period); with --interval,
+    interval after the last verdict (the checks' own time left out: the rate is a ceiling)."""
+    from surealived.engine.scheduler import plan_batches
+
+    spread = plan_batches(min(args.per_virtual, args.reals), args.startup_delay_ms, 100)[-1][0]
+    return float(spread + (args.interval if args.interval is not None
+                           else args.timeout + args.loopdelay))
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -143,7 +154,7 @@ def cpu_seconds() -> float:
 
 async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
     from surealived.engine import heap
-    from surealived.engine.scheduler import Engine, plan_batches
+    from surealived.engine.scheduler import Engine
     from surealived.engine.state import DaemonState
     from surealived.maincfg import MainConfig
     from surealived.registry import load_testers
@@ -181,13 +192,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     check_p50 = durations[len(durations) // 2] / 1000 if durations else 0.0
     check_p99 = durations[len(durations) * 99 // 100] / 1000 if durations else 0.0
     await engine.stop()
-    # a round: its starts spread up to the last batch's offset, then timeout + loopdelay (the
-    # original's period); with --interval, interval after the last verdict (the time the
-    # checks themselves take is left out there: the figure is a ceiling)
-    spread = plan_batches(min(args.per_virtual, args.reals), args.startup_delay_ms,
-                          maincfg.loop_interval_ms)[-1][0]
-    period = spread + (args.interval if args.interval is not None
-                       else args.timeout + args.loopdelay)
+    period = round_period(args)
     return {
         "tester": args.tester, "reals": args.reals, "loop": args.loop,
         "scheduled_checks_per_s": round(args.reals / period),

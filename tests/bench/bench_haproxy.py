@@ -14,10 +14,9 @@ server and surealived does not; ``--no-ssl-reuse`` gives haproxy a full handshak
 
 The same period. A surealived round starts a virtual's reals spread over ``startup_delay_ms``
 (batches on the 100 ms loop grid: the last starts at ``plan_batches(...)[-1][0]``, 0.4 s with
-the defaults), waits for their verdicts and sleeps ``loopdelay``: the round is that spread plus
-``loopdelay`` (0.9 s with the defaults) plus the time the slowest check took (on loopback under
-a millisecond for tcp and http, a few for https). haproxy's ``inter`` is set to spread plus
-``loopdelay``, the period ``measure()`` computes; both achieved rates are printed, so a
+the defaults) and the next round comes ``timeout`` + ``loopdelay`` after the last batch (the
+original's period; ``--interval``: that long after the last verdict). haproxy's ``inter`` is set
+to that period, ``bench_engine.round_period``; both achieved rates are printed, so a
 difference shows.
 
 Counted the same way for both. Checks: the kernel's TCP counters of the namespace
@@ -52,7 +51,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench.bench_engine import address, arguments, measure, reexec_in_netns, serve  # noqa: E402
+from tests.bench.bench_engine import (  # noqa: E402
+    address,
+    arguments,
+    measure,
+    reexec_in_netns,
+    round_period,
+    serve,
+)
 
 TESTERS = ("tcp", "http", "https")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -129,15 +135,6 @@ async def engine_side(args: argparse.Namespace, ports: list[int], nginx: list[in
     sampled = asyncio.create_task(window())  # before measure(): its window ends after this one
     engine = await measure(args, ports)
     return figures(*await sampled), engine
-
-
-def round_period(args: argparse.Namespace) -> float:
-    """A surealived round as ``measure()`` counts it: the spread of its starts, then
-    ``loopdelay`` (the checks' own time left out)."""
-    from surealived.engine.scheduler import plan_batches
-
-    spread = plan_batches(min(args.per_virtual, args.reals), args.startup_delay_ms, 100)[-1][0]
-    return float(spread + args.loopdelay)
 
 
 def haproxy_config(args: argparse.Namespace, ports: list[int], inter_ms: int, sock: Path) -> str:
