@@ -107,7 +107,7 @@ class HttpTester(Tester):
         return problems
 
     async def check(self, probe: Probe) -> Result:
-        conn = await probe.connect()
+        conn = await probe.connect(hold_ack=True)  # the request carries the handshake's ACK
         await conn.send(self.request)
         if self.quick:
             return self.judge_status_line(await conn.receive_exactly(12, what="the status line"))

@@ -1,8 +1,15 @@
-"""tcp: the real is up when a TCP connection (and TLS, with ``SSL="1"``) can be made."""
+"""tcp: the real is up when a TCP connection (and TLS, with ``SSL="1"``) can be made.
+
+Half-open by default (``half_open="1"``), as HAProxy's plain check: the real's SYN-ACK proves the
+port is open and its kernel answers, and the connection is reset before the real's application
+accepts it, so the check costs the real nothing above its kernel. ``half_open="0"`` completes the
+handshake (the application's listen queue must take the connection; with TLS, the handshake is
+made either way).
+"""
 
 from __future__ import annotations
 
-from surealived.tester_api import Probe, Result, Tester
+from surealived.tester_api import Attr, Probe, Result, Tester
 
 _UP = Result.up()
 
@@ -10,8 +17,12 @@ _UP = Result.up()
 class TcpTester(Tester):
     name = "tcp"
     transport = "tcp"
+    attributes = (
+        Attr("half_open", "bool", True,
+             help="reset the connection at the real's SYN-ACK, before its application sees it"),
+    )
 
     async def check(self, probe: Probe) -> Result:
-        conn = await probe.connect()
+        conn = await probe.connect(hold_ack=self.settings.get("half_open", True))
         conn.close()
         return _UP

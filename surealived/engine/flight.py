@@ -243,7 +243,7 @@ def serve_connect(flight: Flight, request: Connect) -> Any:
             raise IOFailure(str(exc), str(exc)) from None
     try:
         sock, err = open_stream(_INET6 if ":" in target.addr else _INET,
-                                (target.addr, request.port), source)
+                                (target.addr, request.port), source, request.hold_ack)
     except OSError as exc:
         raise os_failure("connecting", exc) from None
     stream = Stream(flight, sock, request.port)

@@ -122,13 +122,17 @@ class CheckProbe:
         self.transcript = transcript
         self.step = "starting"
 
-    def connect(self) -> Awaitable[Connection]:
-        """A TCP connection to the real's test port, in TLS when the tester says SSL="1"."""
+    def connect(self, *, hold_ack: bool = False) -> Awaitable[Connection]:
+        """A TCP connection to the real's test port, in TLS when the tester says SSL="1".
+        ``hold_ack``: the handshake's last ACK waits for the first bytes sent (for a tester
+        that speaks first), and closing before sending any resets the connection before the
+        real's application sees it (a half-open check)."""
         target = self.target
         if target.ssl:
             sni = target.sni or self.settings.get("host") or None
-            return Connect(target.port, None, 0, True, sni, target.ssl_verify, Connection)
-        return Connect(target.port, reply=Connection)
+            return Connect(target.port, None, 0, True, sni, target.ssl_verify, Connection,
+                           hold_ack)
+        return Connect(target.port, reply=Connection, hold_ack=hold_ack)
 
     def datagram(self) -> Awaitable[Datagram]:
         """A UDP socket connected to the real's test port."""

@@ -54,13 +54,15 @@ class Ready:
 class Connect(Request):
     """A TCP connection to the real's address on ``port`` (from ``bind`` or the target's
     ``bindaddr``), then TLS when ``tls``; the reply is the runner's ``Stream``, or what
-    ``reply`` makes of it (the tester's ``Connection``)."""
+    ``reply`` makes of it (the tester's ``Connection``). ``hold_ack``: see
+    ``sockets.open_stream``."""
 
-    __slots__ = ("bind", "ms", "port", "reply", "sni", "tls", "verify")
+    __slots__ = ("bind", "hold_ack", "ms", "port", "reply", "sni", "tls", "verify")
 
     def __init__(self, port: int, bind: str | None = None, ms: float = 0, tls: bool = False,
                  sni: str | None = None, verify: bool = False,
-                 reply: Callable[[Any], Any] | None = None) -> None:
+                 reply: Callable[[Any], Any] | None = None, hold_ack: bool = False) -> None:
+        self.hold_ack = hold_ack
         self.port = port
         self.bind = bind
         self.ms = ms

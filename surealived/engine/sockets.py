@@ -26,6 +26,7 @@ from ..tester_api import ProbeError, Target
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 LINGER_RST = struct.pack("ii", 1, 0)
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 _STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _DGRAM = socket.SOCK_DGRAM | socket.SOCK_NONBLOCK
 
@@ -101,13 +102,17 @@ def source_of(target: Target, bind: str | None) -> str | None:
     return source
 
 
-def open_stream(family: int, address: tuple[str, int], source: str | None
-                ) -> tuple[_socket.socket, int]:
+def open_stream(family: int, address: tuple[str, int], source: str | None,
+                hold_ack: bool = False) -> tuple[_socket.socket, int]:
     """A non-blocking TCP socket to ``address``, connecting: the socket and ``connect_ex``'s
-    errno (0, EINPROGRESS or the error)."""
+    errno (0, EINPROGRESS or the error). ``hold_ack``: the handshake's last ACK is delayed
+    (quick ACKs off), so it rides on the first data sent, or a close before any becomes the
+    reset that answers the real's SYN-ACK: its application never sees the connection."""
     sock = _socket.socket(family, _STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        if hold_ack:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 0)
         if source:
             if family == socket.AF_INET:
                 sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)

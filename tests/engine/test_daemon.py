@@ -118,7 +118,7 @@ def test_a_real_is_checked_at_the_originals_period(tmp_path: Path) -> None:
         server.listen(128)
         server.settimeout(15)
         xml = XML.format(port=server.getsockname()[1], extra="").replace(
-            'loopdelay="0.2" timeout="1"', 'loopdelay="0.5" timeout="0.5"')
+            'loopdelay="0.2" timeout="1"', 'loopdelay="0.5" timeout="0.5" half_open="0"')
         daemon = start(tmp_path, xml)
         try:
             first, _ = server.accept()  # queued connections are there even once reset

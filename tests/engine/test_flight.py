@@ -106,11 +106,30 @@ async def test_bindaddr_is_the_source_address() -> None:
         server.settimeout(2)
         port = server.getsockname()[1]
         for source in ("127.0.0.2", "127.0.0.3"):
-            result, _ = await run_check(TcpTester({}), target(port, bindaddr=source))
+            full = TcpTester({"half_open": False})
+            result, _ = await run_check(full, target(port, bindaddr=source))
             assert result.ok, result.reason
             peer, (peer_addr, _port) = server.accept()  # queued even if reset since
             peer.close()
             assert peer_addr == source
+
+
+async def test_a_half_open_check_never_reaches_the_reals_application() -> None:
+    """The tcp tester's default: the port answers its SYN, and the connection is reset before
+    the listening application could accept it; half_open="0" completes the handshake."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.settimeout(0.3)
+        port = server.getsockname()[1]
+        result, timing = await run_check(TcpTester({}), target(port))
+        assert (result.ok, timing.bytes_sent) == (True, 0)
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing was queued for the application
+        result, _ = await run_check(TcpTester({"half_open": False}), target(port))
+        assert result.ok
+        peer, _ = server.accept()
+        peer.close()
 
 
 async def test_bindaddr_of_the_other_family_is_refused_clearly() -> None:
