@@ -10,17 +10,16 @@ left by a dead process is free again (the kernel drops an ``flock`` with its las
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterable
 
+from .lockfile import Locked as InstanceLocked
+from .lockfile import take, write_pid
 from .maincfg import MainConfig
 
+__all__ = ["InstanceLock", "InstanceLocked", "lock_paths"]
+
 LOCK_NAME = "surealived.lock"
-
-
-class InstanceLocked(Exception):
-    """Another process holds a lock; the message names the lock and its pid."""
 
 
 def lock_paths(cfg: MainConfig) -> list[str]:
@@ -50,10 +49,8 @@ class InstanceLock:
 
     def record_pid(self) -> None:
         """Write this process's pid into every lock (again after ``-d`` forked)."""
-        text = f"{os.getpid()}\n".encode()
         for fd in self.fds.values():
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, text, 0)
+            write_pid(fd)
 
     def release(self) -> None:
         for fd in self.fds.values():
@@ -63,16 +60,5 @@ class InstanceLock:
 
 def _lock(path: str) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise InstanceLocked(f"another surealived (pid {holder}) holds {path}; "
-                             "not starting (stop it first, or give this one its own "
-                             "state folder)") from None
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
+    return take(path, "surealived", "not starting (stop it first, or give this one its own "
+                "state folder)")

@@ -8,24 +8,20 @@ one fails at once with one line naming the lock and the holder's pid, before it 
 (log file, pid file, kernel, reload flag, diffs). ``-t`` and ``--plan`` change nothing and take
 no lock, so they work beside a running ipvssync.
 
-The file is never removed: removing it at exit would let a starting instance lock an inode that
-a third one no longer sees. A file left by a dead process is simply locked again (flock dies
-with its holder).
+The lock itself is ``lockfile``'s, as surealived's.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 
+from ..lockfile import Locked as InstanceLocked
+from ..lockfile import take, write_pid
 from .files import SyncPaths
 
+__all__ = ["InstanceLocked", "instance_lock_path", "take_instance_lock", "write_pid"]
+
 LOCK_NAME = "ipvssync.lock"
-
-
-class InstanceLocked(Exception):
-    """Another ipvssync holds the lock, or the lock file cannot be used (the message says)."""
 
 
 def instance_lock_path(paths: SyncPaths) -> str:
@@ -33,28 +29,5 @@ def instance_lock_path(paths: SyncPaths) -> str:
 
 
 def take_instance_lock(path: str) -> int:
-    """Lock ``path`` and write our pid in it; returns the descriptor that holds the lock (keep
-    it open). Raises ``InstanceLocked``."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise InstanceLocked(f"cannot open the instance lock {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip()
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            who = f"pid {holder}" if holder.isdigit() else "a process that is still starting"
-            raise InstanceLocked(f"another ipvssync ({who}) holds the instance lock {path}: "
-                                 "one ipvssync per set of sync files; stop that one "
-                                 "first") from None
-        raise InstanceLocked(f"cannot lock the instance lock {path}: {exc.strerror}") from None
-    write_pid(fd)
-    return fd
-
-
-def write_pid(fd: int) -> None:
-    """Our pid into the held lock file (again after ``-d`` has forked)."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    """Lock ``path`` with our pid in it; the descriptor that holds it. Raises ``Locked``."""
+    return take(path, "ipvssync", "one ipvssync per set of sync files; stop that one first")

@@ -48,7 +48,8 @@ def test_a_second_instance_on_the_same_state_folder_writes_nothing(project: Proj
         assert second.returncode == 1
         lines = [x for x in second.stderr.splitlines() if "] error : " in x]
         assert len(lines) == 1, second.stderr  # one error line (after "Initializing...")
-        assert (f"another surealived (pid {holder}) holds {project.state}/surealived.lock"
+        assert (f"another surealived (pid {holder}) holds the instance lock "
+                f"{project.state}/surealived.lock"
                 in lines[0])
         assert "Traceback" not in second.stderr
         assert files_of(project.state) == before
