@@ -147,6 +147,11 @@ def round_period(args: argparse.Namespace) -> float:
                            else args.timeout + args.loopdelay))
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -161,6 +166,7 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     from surealived.xmlconfig import parse_config_bytes
 
     registry = load_testers(modules_path=str(Path(__file__).with_name("modules")))
+    empty = rss_mb()  # the process with everything loaded but the configuration
     xml = build_xml(args.reals, args.per_virtual, args.tester, ports, args.loopdelay,
                     args.timeout, args.interval)
     config = parse_config_bytes(xml.encode(), "/tmp/bench.xml", registry)
@@ -209,6 +215,10 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
         "on_schedule": round(1 - late / started, 4) if started else None,
         "schedule_lag_p50_ms": round(p50, 2), "schedule_lag_p99_ms": round(p99, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "empty_rss_mb": round(empty, 1),
+        # what each real costs: peak RSS above the process before its configuration
+        "kb_per_real": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - empty)
+                             * 1024 / args.reals, 2),
         "max_open_fds": fds, "max_inflight_seen": inflight,
         "max_inflight_allowed": engine.max_inflight, "failed_checks": failed,
         "loop_lag_max_ms": round(m.loop_lag_max_ms, 2),

@@ -20,7 +20,7 @@ class BenchHttpTester(Tester):
                         "User-Agent: SureAliveD\r\n\r\n").encode()
 
     async def check(self, probe: Probe) -> Result:
-        conn = await probe.connect()
+        conn = await probe.connect(hold_ack=True)  # we speak first, as the http tester
         await conn.send(self.request)
         head = await conn.receive_exactly(12, what="the status line")
         if not head.startswith(b"HTTP/1.") or head[9:12] != b"200":
