@@ -29,6 +29,9 @@ from dataclasses import dataclass
 
 from . import logsetup, sdnotify
 from .components import Component, build
+from .config.main import MainConfig, load_maincfg
+from .config.model import Config
+from .config.xml import parse_config
 from .daemonize import daemonize, report_failure, report_ready
 from .engine import heap
 from .engine.scheduler import Engine
@@ -36,10 +39,7 @@ from .engine.state import DaemonState
 from .errors import ConfigErrors
 from .instance import InstanceLock, InstanceLocked, lock_paths
 from .limits import raise_fd_limit
-from .maincfg import MainConfig, load_maincfg
-from .model import Config
 from .registry import Registry, load_testers
-from .xmlconfig import parse_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -14,7 +14,7 @@ import fcntl
 import os
 from collections.abc import Iterable
 
-from .maincfg import MainConfig
+from .config.main import MainConfig
 
 LOCK_NAME = "surealived.lock"
 

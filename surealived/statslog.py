@@ -27,8 +27,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from .config.model import host_port
 from .engine.state import CheckTiming, DaemonState, RoundReport
-from .model import host_port
 
 if TYPE_CHECKING:
     from .daemon import Daemon

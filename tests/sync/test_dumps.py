@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
 from surealived.engine.weights import WeightSpec
-from surealived.maincfg import MainConfig
 from surealived.persist.component import PersistComponent, stats_entries
 from surealived.persist.dumps import (
     OverrideEntry,

@@ -10,10 +10,10 @@ import shutil
 import time
 from pathlib import Path
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import RoundReport
 from surealived.ipvssync.files import SyncPaths
 from surealived.ipvssync.reader import Link
-from surealived.maincfg import MainConfig
 from surealived.sync.component import SyncComponent
 from surealived.sync.writer import SyncWriter
 
