@@ -34,7 +34,8 @@ class FakeSync:
 
 def stand_in(state: DaemonState) -> SimpleNamespace:
     return SimpleNamespace(state=state, maincfg=MainConfig(status_listen=("127.0.0.1", 0)),
-                           engine=SimpleNamespace(metrics=FakeMetrics()), loop_name="asyncio",
+                           engine=SimpleNamespace(max_inflight=64, metrics=FakeMetrics()),
+                           loop_name="asyncio",
                            components=[FakeSync()])
 
 
