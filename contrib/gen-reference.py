@@ -14,8 +14,8 @@ import os
 import re
 import sys
 
-from surealived.maincfg import KEYS, MainConfig
-from surealived.model import REAL_ATTRS, TESTER_ATTRS, VIRTUAL_ATTRS
+from surealived.config.main import KEYS, MainConfig
+from surealived.config.model import REAL_ATTRS, TESTER_ATTRS, VIRTUAL_ATTRS
 from surealived.registry import load_testers
 from surealived.tester_api import Attr
 

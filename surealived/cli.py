@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .maincfg import DEFAULT_PATH
+from .config.main import DEFAULT_PATH
 from .probe_cli import probe
 
 _HELP = f"""Test every real server of every virtual service in CONFIG.xml and write the wanted
@@ -79,7 +79,7 @@ def _daemon(ctx: click.Context, config_xml: str) -> None:
     assert ctx.parent is not None
     o = ctx.parent.params
     if o["test_config"]:
-        from .check import check_files
+        from .config.check import check_files
         from .logsetup import setup_logging
 
         setup_logging("surealived", enabled=False)  # -t reports its findings itself

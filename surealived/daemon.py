@@ -2,7 +2,7 @@
 
 Lifecycle (``run(options)``): read surealived.cfg, set up logging, load the testers and the XML
 (any error: logged, exit status 1), detach with ``-d``, raise the fd limit, then inside the event
-loop build the state, start the components (``components.build``) in order, start the engine and
+loop build the state, start the components (``build_components``) in order, start the engine and
 wait for a signal:
 
 * SIGHUP: reload CONFIG.xml in place. A configuration with errors is refused (errors logged) and
@@ -14,7 +14,8 @@ wait for a signal:
 * SIGUSR1: reopen the log file.
 
 The components own everything else (sync files, dumps, control port, notifiers, status page);
-this module only starts, reloads and stops them.
+this module lists, starts, reloads and stops them. They see it through ``components.DaemonView``
+and never import it.
 """
 
 from __future__ import annotations
@@ -28,18 +29,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import logsetup, sdnotify
-from .components import Component, build
+from .components import Component
+from .config.main import MainConfig, load_maincfg
+from .config.model import Config
+from .config.xml import parse_config
+from .control.server import ControlServer
 from .daemonize import daemonize, report_failure, report_ready
 from .engine import heap
 from .engine.scheduler import Engine
 from .engine.state import DaemonState
 from .errors import ConfigErrors
 from .instance import InstanceLock, InstanceLocked, lock_paths
-from .limits import raise_fd_limit
-from .maincfg import MainConfig, load_maincfg
-from .model import Config
+from .limits import MemoryLimit, raise_fd_limit
+from .lua.component import LuaComponent
+from .notify import NotifyComponent
+from .persist.component import PersistComponent
 from .registry import Registry, load_testers
-from .xmlconfig import parse_config
+from .sdnotify import SystemdNotifier
+from .statslog import StatsLogComponent
+from .status.server import StatusServer
+from .sync.component import SyncComponent
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,6 +82,21 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
         else:
             return uvloop.new_event_loop, "uvloop"
     return None, "asyncio"
+
+
+def build_components() -> list[Component]:
+    """Every component of the daemon, in start order (they stop in reverse order)."""
+    return [
+        MemoryLimit(),
+        LuaComponent(),  # Lua limits from surealived.cfg, lua_errors counter
+        PersistComponent(),  # restores override, offline, stats dumps
+        NotifyComponent(),  # restores notify.dump
+        SyncComponent(),  # forced snapshot + reload flag, after the restores
+        StatsLogComponent(),
+        ControlServer(),
+        StatusServer(),  # only listens when status_listen is set
+        SystemdNotifier(),  # keep last: READY=1 once the others are up
+    ]
 
 
 class Daemon:
@@ -157,7 +181,7 @@ class Daemon:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         self.engine = Engine(self.state, self.registry, self.maincfg)
-        self.components = build(self)
+        self.components = build_components()
         try:
             for component in self.components:
                 await component.start(self)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from .config.main import MainConfig
 from .lockfile import Locked as InstanceLocked
 from .lockfile import take, write_pid
-from .maincfg import MainConfig
 
 __all__ = ["InstanceLock", "InstanceLocked", "lock_paths"]
 

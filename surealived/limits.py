@@ -21,7 +21,7 @@ import resource
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .components import DaemonView
 
 log = logging.getLogger("surealived")
 
@@ -69,13 +69,13 @@ class MemoryLimit:
         self._task: asyncio.Task[None] | None = None
         self._watching = 0
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         self._restart(daemon)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self._restart(daemon)
 
-    def _restart(self, daemon: Daemon) -> None:
+    def _restart(self, daemon: DaemonView) -> None:
         limit = self.limit_kb if self.limit_kb is not None else daemon.maincfg.memlimit
         if self._task is not None and limit == self._watching:
             return
@@ -85,7 +85,7 @@ class MemoryLimit:
             self._task = asyncio.create_task(self._watch(daemon, limit), name="memlimit")
             self._watching = limit
 
-    async def _watch(self, daemon: Daemon, limit: int) -> None:
+    async def _watch(self, daemon: DaemonView, limit: int) -> None:
         while True:
             used = rss_kb()
             if used > limit:
@@ -103,7 +103,7 @@ class MemoryLimit:
             self._task = None
         self._watching = 0
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()

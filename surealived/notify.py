@@ -45,7 +45,7 @@ from .persist.dumps import format_notify, parse_notify
 from .sdnotify import child_environ
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .components import DaemonView
 
 OUTPUT_LIMIT = 64 * 1024
 def virtual_argv(script: str, nstate: str, v: VirtualState) -> list[str]:
@@ -199,8 +199,8 @@ class NotifyComponent:
         self.saver: BackgroundSaver | None = None
         self.dump_path = ""
 
-    async def start(self, daemon: Daemon) -> None:
-        self.log = getattr(daemon, "logger", None) or self.log
+    async def start(self, daemon: DaemonView) -> None:
+        self.log = daemon.logger
         self.state = daemon.state
         self.dump_path = daemon.maincfg.notify_dump
         self.runner = ScriptRunner(self.log, float(daemon.maincfg.notify_timeout))
@@ -209,11 +209,11 @@ class NotifyComponent:
         self.state.listeners.append(self.on_event)
         self.state.round_listeners.append(self.on_round)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self.state = daemon.state
         self.save()
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         if self.state is None or self.runner is None:
             return
         if self.on_event in self.state.listeners:

@@ -1,8 +1,8 @@
 """``surealived probe``: run one tester once against one address and print the whole conversation.
 
 Attributes are given as in the XML (``KEY=VALUE`` arguments or ``--attr KEY=VALUE``), checked by
-the same declarations (``surealived.attrs``), so an error names the attribute and what is valid.
-The common tester attributes that shape a single check (``timeout``, ``SSL``, ``sni``,
+the same declarations (``surealived.config.attrs``), so an error names the attribute and what is
+valid. The common tester attributes that shape a single check (``timeout``, ``SSL``, ``sni``,
 ``ssl_verify``, ``ssl_ca``, ``bindaddr``) are accepted too. Exit status: 0 when the real is up,
 1 when it is down, 2 for a usage or attribute error.
 """
@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 
-from .attrs import BadValue, convert, default_of
+from .config.attrs import BadValue, convert, default_of
+from .config.main import load_maincfg
+from .config.model import TESTER_ATTRS, FrozenOptions
 from .engine.flight import run_check
 from .engine.state import CheckTiming
 from .engine.transcript import Transcript
 from .logsetup import setup_logging
-from .maincfg import load_maincfg
-from .model import TESTER_ATTRS, FrozenOptions
 from .registry import load_testers
 from .tester_api import Attr, Result, Target, Tester
 

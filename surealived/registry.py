@@ -15,8 +15,8 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 
+from .config.model import TESTER_ATTRS
 from .errors import TesterLoadError
-from .model import TESTER_ATTRS
 from .tester_api import Tester
 
 ENTRY_POINT_GROUP = "surealived.testers"

@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .components import DaemonView
 
 log = logging.getLogger("surealived")
 
@@ -152,7 +152,7 @@ class WatchdogPinger:
         return sd_notify("WATCHDOG=1")
 
 
-def status_text(daemon: Daemon) -> str:
+def status_text(daemon: DaemonView) -> str:
     """``STATUS=``: virtuals, reals up of all, and how many are still untested."""
     state = daemon.state
     virtuals = len(state.virtuals)
@@ -176,7 +176,7 @@ class SystemdNotifier:
         self.lag = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         self._tasks.append(asyncio.create_task(self._status_loop(daemon),
                                                name="sdnotify-status"))
         timeout = watchdog_interval()
@@ -188,12 +188,12 @@ class SystemdNotifier:
     def _lag(self, lag: float) -> None:
         self.lag = lag
 
-    async def _status_loop(self, daemon: Daemon) -> None:
+    async def _status_loop(self, daemon: DaemonView) -> None:
         while True:
             self.update(daemon)
             await asyncio.sleep(STATUS_PERIOD)
 
-    def update(self, daemon: Daemon) -> None:
+    def update(self, daemon: DaemonView) -> None:
         """Send READY=1 the first time every virtual is tested; send STATUS= when it changed."""
         status = status_text(daemon)
         fields = []
@@ -208,10 +208,10 @@ class SystemdNotifier:
         if fields:
             sd_notify(*fields)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self.update(daemon)
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         stopping("stopping")
         for task in self._tasks:
             task.cancel()

@@ -27,11 +27,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from .config.model import host_port
 from .engine.state import CheckTiming, DaemonState, RoundReport
-from .model import host_port
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .components import DaemonView
 
 COMBINED = "sd_fullstats.log"
 _SENTINEL_MS = {"conn": -1, "arp": -2, "rst": -3}
@@ -91,9 +91,9 @@ class StatsLogComponent:
         self.pool: ThreadPoolExecutor | None = None
         self.last: Future[None] | None = None
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         cfg = daemon.maincfg
-        self.log = getattr(daemon, "logger", None) or self.log
+        self.log = daemon.logger
         self.per_virtual, self.combined = cfg.log_stats, cfg.log_stats_combined
         if not (self.per_virtual or self.combined):
             return
@@ -106,10 +106,10 @@ class StatsLogComponent:
         self.state = daemon.state
         self.state.round_listeners.append(self.on_round)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self.state = daemon.state
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         if self.pool is None or self.state is None:
             return
         if self.on_round in self.state.round_listeners:

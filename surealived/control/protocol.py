@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.main import MainConfig
 from ..engine.state import RSTATES, DaemonState, RealState, VirtualState
 from ..engine.weights import WeightSpec
 from ..errors import ControlError
-from ..maincfg import MainConfig
 from ..status.views import real_view, virtual_view
 from .process import ProcessInfo
 

@@ -31,19 +31,18 @@ from .process import read_process_info
 from .protocol import MAX_LINE, Context, LineReader, LineTooLong, error_lines, execute
 
 if TYPE_CHECKING:
-    from ..daemon import Daemon
+    from ..components import DaemonView
 
 log = logging.getLogger("surealived.control")
 
 
-def context_for(daemon: Any, peer: str = "?", read_only: bool = False) -> Context:
+def context_for(daemon: DaemonView, peer: str = "?", read_only: bool = False) -> Context:
     """What a command sees of the daemon (read afresh for every command, so a reload shows)."""
     return Context(
         state=daemon.state,
         maincfg=daemon.maincfg,
         process=read_process_info,
-        request_reload=getattr(daemon, "request_reload", None),
-        watchdog_pid=getattr(daemon, "watchdog_pid", -1),
+        request_reload=daemon.request_reload,
         peer=peer,
         read_only=read_only,
     )
@@ -186,7 +185,7 @@ class ControlServer:
     """The control port as a daemon Component."""
 
     def __init__(self) -> None:
-        self.daemon: Any = None
+        self.daemon: DaemonView  # set by start()
         self.server: asyncio.Server | None = None
         self.unix_server: asyncio.Server | None = None
         self.clients: set[ControlProtocol] = set()
@@ -221,7 +220,7 @@ class ControlServer:
         return (cfg.listen_addr, cfg.listen_port, cfg.control_socket, cfg.control_socket_mode,
                 cfg.control_socket_group, cfg.control_tcp_readonly)
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         cfg = daemon.maincfg
         self.bound = self.listening(cfg)
@@ -270,13 +269,13 @@ class ControlServer:
         log.info("Binding cmd interface to %s (mode %04o%s)", path, cfg.control_socket_mode,
                  f", group {cfg.control_socket_group}" if cfg.control_socket_group else "")
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         if self.listening(daemon.maincfg) != self.bound:
             await self.stop(daemon)
             await self.start(daemon)
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         for server, clients in ((self.server, self.clients),
                                 (self.unix_server, self.unix_clients)):
             if server is None:

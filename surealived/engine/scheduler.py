@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..maincfg import MainConfig
-from ..model import RealConfig, TesterConfig, VirtualConfig
+from ..config.main import MainConfig
+from ..config.model import RealConfig, TesterConfig, VirtualConfig
 from ..registry import Registry
 from ..tester_api import Result, Target, Tester
 from .flight import CallLater, Runner

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import Config, RealConfig, TesterConfig, VirtualConfig, host_port
+from ..config.model import Config, RealConfig, TesterConfig, VirtualConfig, host_port
 from ..tester_api import Result
 from .verdict import Counters, apply
 from .weights import WeightSpec, effective_weight, serving_weight

@@ -18,9 +18,9 @@ from typing import NoReturn
 import click
 
 from .. import __version__, sdnotify
+from ..config.main import DEFAULT_PATH, MainConfig, load_maincfg
 from ..errors import ConfigErrors
 from ..logsetup import reopen, setup_logging, verbosity_level
-from ..maincfg import DEFAULT_PATH, MainConfig, load_maincfg
 from .files import SyncLock, SyncPaths, Wanted, load_wanted
 from .instance import InstanceLocked, instance_lock_path, take_instance_lock, write_pid
 from .kernel import UNAVAILABLE, IPVSUnavailable, Kernel, KernelError, open_kernel

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from ..config.main import MainConfig
 from ..errors import ConfigError, ConfigErrors
-from ..maincfg import MainConfig
 from .reader import Change, Link, Snapshot, apply_change, parse_diff_line, parse_snapshot
 from .table import Table
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    from ..daemon import Daemon
+    from ..components import DaemonView as Daemon  # the view, under the name this file uses
 
 
 class LuaComponent:

@@ -52,7 +52,7 @@ from .dumps import (
 )
 
 if TYPE_CHECKING:
-    from ..daemon import Daemon
+    from ..components import DaemonView
 
 
 def vkey_of(v: VirtualState) -> VKey:
@@ -232,14 +232,13 @@ class PersistComponent:
         self.offline_dirty = False
         self.next_stats = 0.0
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         cfg = daemon.maincfg
-        self.log = getattr(daemon, "logger", None) or self.log
+        self.log = daemon.logger
         self.state = state = daemon.state
         self.saver = BackgroundSaver(self.log)
         self.override_path = cfg.override_dump
-        no_dumpfile = bool(getattr(daemon.options, "no_dumpfile", False))
-        self.offline_path = cfg.offline_dump if cfg.use_offline_dump and not no_dumpfile else None
+        self.offline_path = cfg.offline_dump if cfg.use_offline_dump else None
         self.stats_path = cfg.stats_dump if cfg.gather_stats else None
         self.stats_every = float(cfg.stats_dump_savesec)
 
@@ -264,7 +263,7 @@ class PersistComponent:
         state.listeners.append(self.on_event)
         state.round_listeners.append(self.on_round)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         """After ``state.load``: reals that are new to the state (their definition changed) get
         their override and offline state from the dumps, as a restart would give them."""
         state = self.state = daemon.state
@@ -281,7 +280,7 @@ class PersistComponent:
         self.save_overrides()
         self.save_offline()
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         if self.state is None or self.saver is None:
             return
         if self.on_event in self.state.listeners:

@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..model import PROTO_NUMBER, host_port
+from ..config.model import PROTO_NUMBER, host_port
 
 PROTO_NAME = {n: name for name, n in PROTO_NUMBER.items()}
 NOTIFY_STATES = ("UP", "DOWN", "UNKNOWN")

@@ -35,7 +35,7 @@ from . import metrics, page, recent
 from .views import status_view, untested_count
 
 if TYPE_CHECKING:
-    from ..daemon import Daemon
+    from ..components import DaemonView
 
 log = logging.getLogger("surealived.status")
 CACHE_MAX_S = 2.0
@@ -142,7 +142,7 @@ class StatusServer:
     """The HTTP status endpoints as a daemon Component."""
 
     def __init__(self, clock: Any = time.time) -> None:
-        self.daemon: Any = None
+        self.daemon: DaemonView  # set by start()
         self.clock = clock
         self.history = metrics.CheckHistory()
         self.recent = recent.RecentChecks()  # the last hour of each real, for the page
@@ -153,7 +153,7 @@ class StatusServer:
         self.cache: dict[str, tuple[float, str]] = {}  # path -> (monotonic expiry, body)
 
     # -- component --
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         listen = daemon.maincfg.status_listen
         self.bound = listen
@@ -165,8 +165,7 @@ class StatusServer:
         host, port = listen
         cfg = daemon.maincfg
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        engine = getattr(daemon, "engine", None)
-        inflight = int(getattr(engine, "max_inflight", 0) or 0)
+        inflight = daemon.engine.max_inflight if daemon.engine is not None else 0
         control = cfg.control_max_clients * (2 if cfg.control_socket else 1)
         limit = status_client_budget(soft, inflight, control, cfg.status_max_clients)
         if limit < cfg.status_max_clients:
@@ -192,13 +191,13 @@ class StatusServer:
         log.info("Status server on http://%s/ (metrics, status, ready; at most %d clients)",
                  self.url_host, limit)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         if daemon.maincfg.status_listen != self.bound:
             await self.stop(daemon)
             await self.start(daemon)
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         rounds = daemon.state.round_listeners
         for listener in (self.history.on_round, self.recent.on_round):
             if listener in rounds:
@@ -244,9 +243,9 @@ class StatusServer:
         return metrics.Figures(
             now=now,
             version=VERSION,
-            loop=str(getattr(d, "loop_name", "")),
-            engine=metrics.engine_figures(getattr(d, "engine", None)),
-            last_snapshot=metrics.last_snapshot_of(getattr(d, "components", ()), now),
+            loop=d.loop_name,
+            engine=metrics.engine_figures(d.engine),
+            last_snapshot=metrics.last_snapshot_of(d.components, now),
             cpu_seconds=process.user_time + process.system_time,
             resident_bytes=process.memory_kb("RSS") * 1024,
             open_fds=process.fd_used,

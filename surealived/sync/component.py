@@ -25,7 +25,7 @@ from .formats import diff_lines, real_entry, snapshot_body
 from .writer import SyncWriter
 
 if TYPE_CHECKING:
-    from ..daemon import Daemon
+    from ..components import DaemonView
 
 EntryKey = tuple[tuple[str, int, str, int], tuple[str, int]]
 
@@ -45,10 +45,10 @@ class SyncComponent:
         self.last_snapshot = 0.0
         self.written: dict[EntryKey, tuple[bool, str]] = {}
 
-    async def start(self, daemon: Daemon) -> None:
+    async def start(self, daemon: DaemonView) -> None:
         cfg = daemon.maincfg
-        self.log = getattr(daemon, "logger", None) or self.log
-        if cfg.no_sync or getattr(daemon.options, "no_sync", False):
+        self.log = daemon.logger
+        if cfg.no_sync:
             self.log.info("no_sync: no files are written for ipvssync")
             return
         self.state = daemon.state
@@ -60,7 +60,7 @@ class SyncComponent:
         self.state.listeners.append(self.on_event)
         self.state.round_listeners.append(self.on_round)
 
-    async def reloaded(self, daemon: Daemon) -> None:
+    async def reloaded(self, daemon: DaemonView) -> None:
         if self.writer is None:
             return
         self.state = daemon.state
@@ -68,7 +68,7 @@ class SyncComponent:
         self.snapshot(force=True)
         await asyncio.to_thread(self.writer.drain)
 
-    async def stop(self, daemon: Daemon) -> None:
+    async def stop(self, daemon: DaemonView) -> None:
         if self.writer is None or self.state is None:
             return
         if self.on_event in self.state.listeners:

@@ -35,10 +35,10 @@ import os
 import time
 from collections.abc import Iterable
 
+from ..config.model import VirtualConfig
 from ..engine.state import RealState, VirtualState
 from ..ipvssync.files import DIFF_PREFIX
 from ..ipvssync.reader import COMMANDS
-from ..model import VirtualConfig
 
 ADD, CHANGE, DELETE = COMMANDS
 

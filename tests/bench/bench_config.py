@@ -14,8 +14,8 @@ import os
 import tempfile
 import time
 
+from surealived.config.xml import parse_config
 from surealived.registry import load_testers
-from surealived.xmlconfig import parse_config
 
 
 def generate(reals: int, per_virtual: int) -> str:

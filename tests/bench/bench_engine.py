@@ -158,12 +158,12 @@ def cpu_seconds() -> float:
 
 
 async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
+    from surealived.config.main import MainConfig
+    from surealived.config.xml import parse_config_bytes
     from surealived.engine import heap
     from surealived.engine.scheduler import Engine
     from surealived.engine.state import DaemonState
-    from surealived.maincfg import MainConfig
     from surealived.registry import load_testers
-    from surealived.xmlconfig import parse_config_bytes
 
     registry = load_testers(modules_path=str(Path(__file__).with_name("modules")))
     empty = rss_mb()  # the process with everything loaded but the configuration

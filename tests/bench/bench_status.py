@@ -14,15 +14,15 @@ import argparse
 import json
 import time
 
+from surealived.config.main import MainConfig
+from surealived.config.xml import parse_config_bytes
 from surealived.control.process import ProcessInfo
 from surealived.control.protocol import Context, execute
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
-from surealived.maincfg import MainConfig
 from surealived.registry import load_testers
 from surealived.status import metrics, page
 from surealived.status.views import status_view
 from surealived.tester_api import Result
-from surealived.xmlconfig import parse_config_bytes
 
 
 def build(reals: int, per_virtual: int) -> DaemonState:

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from surealived.config.main import KEYS, KEYS_BY_NAME, MainConfig, load_maincfg, parse_maincfg
 from surealived.errors import ConfigErrors
-from surealived.maincfg import KEYS, KEYS_BY_NAME, MainConfig, load_maincfg, parse_maincfg
 
 ORIGINAL_KEYS = [
     "maxfd", "log", "use_log", "logging", "use_syslog", "use_tm_in_syslog", "modules_path",

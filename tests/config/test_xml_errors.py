@@ -12,9 +12,9 @@ import stat
 
 import pytest
 
+from surealived.config.xml import parse_config_bytes
 from surealived.errors import ConfigErrors
 from surealived.registry import load_testers
-from surealived.xmlconfig import parse_config_bytes
 
 REGISTRY = load_testers()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from surealived.config.main import MainConfig
+from surealived.config.xml import parse_config_bytes
 from surealived.control.process import ProcessInfo
 from surealived.control.protocol import Context
 from surealived.engine.state import DaemonState
 from surealived.engine.verdict import Counters
-from surealived.maincfg import MainConfig
 from surealived.registry import load_testers
-from surealived.xmlconfig import parse_config_bytes
 
 XML = b"""<?xml version="1.0"?>
 <surealived>

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from surealived.config.main import MainConfig
 from surealived.control.protocol import END, Context, execute
-from surealived.maincfg import MainConfig
 
 from .conftest import FAKE_PROCESS, make_state
 

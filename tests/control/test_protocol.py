@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from surealived.config.main import MainConfig
 from surealived.control.protocol import (
     END,
     Context,
@@ -17,7 +18,6 @@ from surealived.control.protocol import (
 from surealived.engine.state import CheckTiming, DaemonState, StateEvent
 from surealived.engine.weights import WeightSpec
 from surealived.errors import ControlError
-from surealived.maincfg import MainConfig
 from surealived.tester_api import Result
 
 from .conftest import FAKE_PROCESS

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from surealived.config.main import MainConfig
 from surealived.control.protocol import END
 from surealived.control.server import ControlServer
 from surealived.engine.state import DaemonState
-from surealived.maincfg import MainConfig
 
 from .conftest import make_state
 

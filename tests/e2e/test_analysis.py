@@ -1,4 +1,4 @@
-"""The end-to-end test's judging functions (contrib/e2e/analysis.py) on made-up request logs.
+"""The end-to-end test's judging functions (``analysis.py``) on made-up request logs.
 
 Pure functions: the VM test trusts them to find the first clean request, the last failure and
 the requests of a span, so their edges are pinned here without a VM.
@@ -6,22 +6,18 @@ the requests of a span, so their edges are pinned here without a VM.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-# contrib/e2e is a folder of scripts, not a package: load the module from its file.
-_PATH = Path(__file__).resolve().parents[2] / "contrib" / "e2e" / "analysis.py"
-_SPEC = importlib.util.spec_from_file_location("e2e_analysis", _PATH)
-assert _SPEC is not None and _SPEC.loader is not None
-analysis = importlib.util.module_from_spec(_SPEC)
-sys.modules["e2e_analysis"] = analysis  # dataclasses look their module up
-_SPEC.loader.exec_module(analysis)
-Checks, Request, between = analysis.Checks, analysis.Request, analysis.between
-first_after, first_served_by = analysis.first_after, analysis.first_served_by
-last_where, tally_text, timeline_rows = analysis.last_where, analysis.tally_text, \
-    analysis.timeline_rows
+from .analysis import (
+    Checks,
+    Request,
+    between,
+    first_after,
+    first_served_by,
+    last_where,
+    tally_text,
+    timeline_rows,
+)
 
 NAT, DR = "10.0.0.100:80", "10.0.0.101:80"
 

@@ -1,4 +1,4 @@
-"""End to end in a real kernel, from the host: one VM boot runs ``contrib/e2e/lvs_e2e.py``.
+"""End to end in a real kernel, from the host: one VM boot runs ``lvs_e2e.py`` (this folder).
 
 Inside the VM (``contrib/vm/run-in-vm.sh``, Debian's kernel with IPVS) the script builds network
 namespaces for three HTTP backends and a client, runs ``surealived`` (http tester) and
@@ -21,7 +21,7 @@ import pytest
 
 from tests.vm import ROOT, VM_TIMEOUT, run_in_vm
 
-SCRIPT = ROOT / "contrib" / "e2e" / "lvs_e2e.py"
+SCRIPT = ROOT / "tests" / "e2e" / "lvs_e2e.py"
 MARK = "E2E_RESULTS_JSON "
 
 # Every property the issue asks for, by the name the script gives it.

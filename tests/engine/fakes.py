@@ -8,9 +8,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from surealived.config.xml import parse_config_bytes
 from surealived.registry import Registry, load_testers
 from surealived.tester_api import Probe, Result, Tester
-from surealived.xmlconfig import parse_config_bytes
 
 REGISTRY = load_testers()
 

@@ -21,11 +21,11 @@ from builtin_testers.http import HttpTester
 from builtin_testers.lua import LuaTester
 from builtin_testers.tcp import TcpTester
 from surealived import tester_api as api
+from surealived.config.main import MainConfig
 from surealived.engine.flight import Runner, run_check
 from surealived.engine.scheduler import Engine
 from surealived.engine.state import CheckTiming, DaemonState
 from surealived.engine.transcript import Transcript
-from surealived.maincfg import MainConfig
 from surealived.tester_api import Probe, ProbeError, Result, Target
 from tests.servers import Nginx, bad_tcp_server, nginx
 from tests.testers.helpers import settings

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from surealived.config.main import MainConfig
 from surealived.engine.scheduler import Engine, plan_batches
 from surealived.engine.state import DaemonState
-from surealived.maincfg import MainConfig
 
 from .fakes import FakeTime, ScriptedChecks, config_from
 

@@ -4,12 +4,12 @@ tested before under the same key stays tested, a new real starts down (pure, no 
 
 from __future__ import annotations
 
+from surealived.config.xml import parse_config_bytes
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
 from surealived.engine.verdict import Counters
 from surealived.engine.weights import WeightSpec
 from surealived.registry import load_testers
 from surealived.tester_api import Result
-from surealived.xmlconfig import parse_config_bytes
 
 REGISTRY = load_testers()
 BASE = """<surealived>

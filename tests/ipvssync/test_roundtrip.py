@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
+from surealived.config.xml import parse_config_bytes
 from surealived.engine.state import CheckTiming, DaemonState
 from surealived.ipvssync.reader import Change, apply_change, parse_diff_line, parse_snapshot
 from surealived.ipvssync.table import F_ONEPACKET, F_PERSISTENT, Dest, ServiceKey
 from surealived.registry import load_testers
 from surealived.sync.formats import diff_lines, snapshot_text
 from surealived.tester_api import Result
-from surealived.xmlconfig import parse_config_bytes
 
 XML = """<surealived>
   <virtual name="web" addr="192.0.2.1" port="80" proto="tcp" sched="wrr" rt="dr" pers="300">

@@ -92,8 +92,8 @@ def test_check_config_reports_script_errors_with_file_and_line(tmp_path: Path) -
 
 @pytest.mark.asyncio
 async def test_a_broken_edit_shows_in_the_status_json_and_page(tmp_path: Path) -> None:
+    from surealived.config.model import Config
     from surealived.engine.state import DaemonState
-    from surealived.model import Config
     from surealived.status.page import render
     from surealived.status.views import status_view
 

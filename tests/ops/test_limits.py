@@ -69,7 +69,7 @@ class FakeDaemon:
     """Only what MemoryLimit touches: the limit, the exit code and the stop request."""
 
     def __init__(self, memlimit: int) -> None:
-        from surealived.maincfg import MainConfig
+        from surealived.config.main import MainConfig
 
         self.maincfg = MainConfig(memlimit=memlimit)
         self.exit_code = 0

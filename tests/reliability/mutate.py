@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from surealived.maincfg import KEYS
+from surealived.config.main import KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

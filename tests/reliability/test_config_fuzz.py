@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from surealived.config.main import MainConfig, parse_maincfg
+from surealived.config.xml import parse_config_bytes
 from surealived.errors import ConfigErrors
-from surealived.maincfg import MainConfig, parse_maincfg
 from surealived.registry import load_testers
-from surealived.xmlconfig import parse_config_bytes
 
 from .figures import Row, scale, timeout
 from .harness import BIN

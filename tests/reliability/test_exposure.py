@@ -16,9 +16,9 @@ from xml.sax.saxutils import quoteattr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from surealived.config.xml import parse_config_bytes
 from surealived.errors import ConfigErrors
 from surealived.registry import load_testers
-from surealived.xmlconfig import parse_config_bytes
 
 from .figures import Row
 from .harness import MakeDaemon, listening_sockets, wait_until

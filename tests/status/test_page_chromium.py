@@ -15,14 +15,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from surealived.config.main import MainConfig
+from surealived.config.xml import parse_config_bytes
 from surealived.engine.state import CheckTiming, DaemonState
-from surealived.maincfg import MainConfig
 from surealived.registry import load_testers
 from surealived.status import page
 from surealived.status.recent import RecentChecks
 from surealived.status.server import StatusServer
 from surealived.tester_api import Result
-from surealived.xmlconfig import parse_config_bytes
 from tests.control.conftest import make_state
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
-from surealived.maincfg import MainConfig
 from surealived.status import metrics
 from surealived.status.server import StatusServer
 from surealived.tester_api import Result
@@ -34,7 +34,8 @@ class FakeSync:
 
 def stand_in(state: DaemonState) -> SimpleNamespace:
     return SimpleNamespace(state=state, maincfg=MainConfig(status_listen=("127.0.0.1", 0)),
-                           engine=SimpleNamespace(metrics=FakeMetrics()), loop_name="asyncio",
+                           engine=SimpleNamespace(max_inflight=64, metrics=FakeMetrics()),
+                           loop_name="asyncio",
                            components=[FakeSync()])
 
 
@@ -183,7 +184,7 @@ async def test_page_renders_states(served: tuple[Any, StatusServer, str]) -> Non
 
 
 def test_status_listen_setting() -> None:
-    from surealived.maincfg import MainConfig, parse_maincfg
+    from surealived.config.main import MainConfig, parse_maincfg
 
     assert MainConfig().status_listen is None  # off by default
     assert parse_maincfg("status_listen 127.0.0.1:9337\n", "/x.cfg").status_listen == (

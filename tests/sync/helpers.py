@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from surealived.config.xml import parse_config_bytes
 from surealived.engine.state import CheckTiming, DaemonState, RealState
 from surealived.engine.verdict import Counters
 from surealived.ipvssync.reader import Change, Link, Snapshot, parse_diff_line, parse_snapshot
 from surealived.ipvssync.table import Dest
 from surealived.registry import load_testers
 from surealived.tester_api import Result
-from surealived.xmlconfig import parse_config_bytes
 
 REGISTRY = load_testers()
 

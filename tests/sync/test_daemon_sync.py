@@ -1,6 +1,6 @@
 """With a real surealived process: dumps restored before the forced snapshot, diff lines as
 reals fail, SIGHUP writing a new snapshot and the reload flag, SIGTERM saving the dumps, -n
-writing nothing, and kill -9 leaving files a reader can trust."""
+writing nothing, -k leaving offline.dump alone, and kill -9 leaving files a reader can trust."""
 
 from __future__ import annotations
 
@@ -135,6 +135,28 @@ def test_no_sync_writes_no_sync_file_and_keeps_running(tmp_path, listener):
     assert not (state / "ipvsfull.cfg").exists() and not (state / "diffs").exists()
     assert not (state / "ipvsfull.lock").exists()
     assert (state / "offline.dump").exists()  # the dumps are not sync files
+
+
+def test_no_dumpfile_leaves_offline_dump_alone(tmp_path, listener):
+    (tmp_path / "surealived.cfg").write_text(CFG)
+    (tmp_path / "s.xml").write_text(xml(listener, dead_port()))
+    state = tmp_path / "state"
+    state.mkdir()
+    left = "192.0.2.1:80:0:0 - 127.0.0.1:80\n"  # a previous run left "up" offline
+    (state / "offline.dump").write_text(left)
+    proc = start(tmp_path, "-k")
+    try:
+        log = tmp_path / "stderr.log"
+        wait(lambda: "[web:up - " in log.read_text() and "state to ONLINE" in log.read_text(),
+             "the real the dump lists going online")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (state / "offline.dump").read_text() == left  # not written at the stop
+    assert (state / "override.dump").exists()  # the other dumps are
 
 
 def test_kill_9_of_the_daemon_leaves_files_a_reader_can_trust(tmp_path, listener):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
 from surealived.engine.weights import WeightSpec
-from surealived.maincfg import MainConfig
 from surealived.persist.component import PersistComponent, stats_entries
 from surealived.persist.dumps import (
     OverrideEntry,
@@ -117,18 +117,11 @@ XML = """<surealived>
 
 
 @dataclass
-class FakeOptions:
-    no_sync: bool = True
-    no_dumpfile: bool = False
-
-
-@dataclass
 class FakeDaemon:
-    """What components read from the daemon."""
+    """The part of ``components.DaemonView`` that persistence, sync, notify and statslog read."""
 
     state: DaemonState
     maincfg: MainConfig
-    options: FakeOptions = field(default_factory=FakeOptions)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("test"))
 
 
@@ -189,7 +182,7 @@ def test_restart_restores_overrides_offline_reals_and_stats(tmp_path):
 def test_no_dumpfile_neither_reads_nor_writes_offline(tmp_path):
     (tmp_path / "offline.dump").write_text("192.0.2.1:80:0:0 - 10.0.0.2:80\n")
     state = state_of(XML, started_up=False)
-    daemon = FakeDaemon(state, cfg(tmp_path), FakeOptions(no_dumpfile=True))
+    daemon = FakeDaemon(state, cfg(tmp_path, use_offline_dump=False))  # what -k sets
     comp = PersistComponent()
     run(comp.start(daemon))
     # nothing is known: every real waits for its first passing check, the dump is not read

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import DaemonState, RoundReport
 from surealived.engine.weights import WeightSpec
-from surealived.maincfg import MainConfig
 from surealived.notify import NotifyComponent, booted_after, evaluate, next_state
 
 from .helpers import check, state_of

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import CheckTiming, RoundReport
-from surealived.maincfg import MainConfig
 from surealived.statslog import StatsLogComponent, round_block
 from surealived.tester_api import Result
 

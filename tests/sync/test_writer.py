@@ -10,10 +10,10 @@ import shutil
 import time
 from pathlib import Path
 
+from surealived.config.main import MainConfig
 from surealived.engine.state import RoundReport
 from surealived.ipvssync.files import SyncPaths
 from surealived.ipvssync.reader import Link
-from surealived.maincfg import MainConfig
 from surealived.sync.component import SyncComponent
 from surealived.sync.writer import SyncWriter
 
@@ -27,7 +27,7 @@ from .helpers import (
     state_of,
     virtual_names,
 )
-from .test_dumps import FakeDaemon, FakeOptions
+from .test_dumps import FakeDaemon
 
 
 def sync_cfg(tmp: Path, **kw) -> MainConfig:
@@ -38,7 +38,7 @@ def sync_cfg(tmp: Path, **kw) -> MainConfig:
 
 
 def daemon(tmp: Path, xml: str = ONETWP, no_sync: bool = False, **kw) -> FakeDaemon:
-    return FakeDaemon(state_of(xml), sync_cfg(tmp, **kw), FakeOptions(no_sync=no_sync))
+    return FakeDaemon(state_of(xml), sync_cfg(tmp, no_sync=no_sync, **kw))
 
 
 def end_round(d: FakeDaemon, index: int = 0) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from surealived.attrs import convert, default_of
+from surealived.config.attrs import convert, default_of
+from surealived.config.model import FrozenOptions
 from surealived.engine.flight import run_check
 from surealived.engine.state import CheckTiming
 from surealived.engine.transcript import Transcript
-from surealived.model import FrozenOptions
 from surealived.tester_api import Result, Target, Tester
 
 

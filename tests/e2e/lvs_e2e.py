@@ -4,7 +4,7 @@
 Run inside a throw-away VM (it rebuilds the machine's network), as root:
 
     contrib/e2e/run.sh                       # from the host: boots the VM, runs this, prints
-    contrib/vm/run-in-vm.sh 'python3 contrib/e2e/lvs_e2e.py'          # the same, by hand
+    contrib/vm/run-in-vm.sh 'python3 tests/e2e/lvs_e2e.py'            # the same, by hand
 
 Topology (the director is the guest's root namespace)::
 
@@ -253,7 +253,7 @@ def write_config(folder: str, settings: Settings, control_port: int) -> tuple[st
     os.makedirs(os.path.join(folder, "modules"), exist_ok=True)
     cfg = os.path.join(folder, "surealived.cfg")
     with open(cfg, "w") as f:
-        f.write(f"""# written by contrib/e2e/lvs_e2e.py
+        f.write(f"""# written by tests/e2e/lvs_e2e.py
 log stderr
 logging info
 listen_addr 127.0.0.1

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .tester_api import Attr
+from ..tester_api import Attr
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,31}\Z")
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo",

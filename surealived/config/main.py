@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, ConfigErrors, did_you_mean
+from ..errors import ConfigError, ConfigErrors, did_you_mean
 
 DEFAULT_PATH = "/etc/surealived/surealived.cfg"
 LOG_LEVELS = ("error", "warn", "info", "debug", "dbdet")

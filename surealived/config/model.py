@@ -1,7 +1,7 @@
 """The configuration model: immutable dataclasses for virtuals, testers and reals.
 
 The core XML attributes are declared here as ``Attr`` tables, exactly as a tester declares its own,
-so one converter (``attrs.py``) and one reader (``xmlconfig.py``) handle both. Defaults are the
+so one converter (``config.attrs``) and one reader (``config.xml``) handle both. Defaults are the
 documented ones (loopdelay 3, timeout 5, retries2ok 1, retries2fail 1); the original silently used
 0 for absent attributes, which is a bug we do not copy.
 """
@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..tester_api import Attr
 from .attrs import SCHEDULERS
-from .tester_api import Attr
 
 
 class FrozenOptions(Mapping[str, Any]):

@@ -11,11 +11,11 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .errors import ConfigErrors
-from .maincfg import DEFAULT_PATH, MainConfig, load_maincfg
+from ..errors import ConfigErrors
+from ..registry import Registry, load_testers
+from .main import DEFAULT_PATH, MainConfig, load_maincfg
 from .model import Config
-from .registry import Registry, load_testers
-from .xmlconfig import parse_config
+from .xml import parse_config
 
 
 @dataclass

@@ -19,8 +19,10 @@ from typing import Any
 
 from lxml import etree
 
+from ..errors import ConfigError, ConfigErrors, closest_names, did_you_mean
+from ..registry import Registry
+from ..tester_api import Attr
 from .attrs import BadValue, convert, default_of
-from .errors import ConfigError, ConfigErrors, closest_names, did_you_mean
 from .model import (
     REAL_ATTRS,
     TESTER_ATTRS,
@@ -31,8 +33,6 @@ from .model import (
     TesterConfig,
     VirtualConfig,
 )
-from .registry import Registry
-from .tester_api import Attr
 
 _VIRTUAL_BY_NAME = {a.name: a for a in VIRTUAL_ATTRS}
 _TESTER_BY_NAME = {a.name: a for a in TESTER_ATTRS}
