@@ -222,10 +222,14 @@ class Dnsmasq:
 def dnsmasq(listen: str = "127.0.0.1") -> Iterator[Dnsmasq]:
     binary = find_binary(DNSMASQ_CANDIDATES, "dnsmasq-base")
     port = free_port(listen, socket.SOCK_DGRAM)
+    # 0.0.0.0: every address of the loopback interface (a benchmark's own namespace)
+    where = (["--interface=lo"] if listen == "0.0.0.0"
+             else ["--bind-interfaces", f"--listen-address={listen}"])
     proc = subprocess.Popen(
         [binary, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-         "--bind-interfaces", f"--listen-address={listen}", "-p", str(port),
-         f"--auth-server=ns1.example.test,{listen}", "--auth-zone=example.test",
+         *where, "-p", str(port),
+         f"--auth-server=ns1.example.test,{'lo' if listen == '0.0.0.0' else listen}",
+         "--auth-zone=example.test",
          "--auth-soa=2026112401,hostmaster.example.test",
          "--host-record=www.example.test,192.0.2.10",
          "--txt-record=txt.example.test,surealived-check-ok"],

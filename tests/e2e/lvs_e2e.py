@@ -19,7 +19,8 @@ request per TCP connection to both VIPs in turn, all along. The story:
 
 1. baseline: every backend answers on both VIPs;
 2. ``kill -9`` rs2's server: the table drops it (weight 0 in nat, removed from dr) within
-   retries2fail x loopdelay + timeout + ipvssync's poll; after that every request succeeds;
+   retries2fail rounds (a round every timeout + loopdelay) + ipvssync's poll; after that every
+   request succeeds;
 3. rs2's server starts again: after retries2ok good checks it is back and gets requests;
 4. ``rset ... rstate=OFFLINE`` on the control port drains rs1 in nat (weight 0, no new
    requests; dr still uses it); ``rstate=ONLINE`` restores it.
@@ -78,6 +79,7 @@ SAMPLE = 0.1  # seconds between looks at the kernel table and the control port
 # The hung case's bound is a worst case with no room for the VM's own delays (TCG runs a whole
 # machine on one host core); it gets this much more. The killed case keeps the issue's bound.
 HANG_ALLOWANCE = 1.0
+SPREAD = 0.2  # startup_delay_ms of the director's surealived.cfg, in seconds
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,24 @@ class Settings:
     observe: float = 4.0  # seconds of traffic looked at in each steady phase
 
     @property
+    def period(self) -> float:
+        """A round every timeout + loopdelay, as the original's (plus the start spread)."""
+        return self.timeout + self.loopdelay + SPREAD
+
+    @property
     def fail_window(self) -> float:
-        """The issue's bound: retries2fail x loopdelay + timeout, plus ipvssync's poll."""
-        return self.retries2fail * self.loopdelay + self.timeout + self.poll_ms / 1000
+        """A dead real: retries2fail rounds, plus ipvssync's poll."""
+        return self.retries2fail * self.period + self.poll_ms / 1000
 
     @property
     def hang_window(self) -> float:
-        """A hung real: each failed check lasts its timeout, and a round (every check of the
-        virtual finished) is followed by loopdelay, so the period is loopdelay + timeout."""
-        return self.retries2fail * (self.loopdelay + self.timeout) + self.poll_ms / 1000
+        """A hung real: the same rounds (each failed check lasts its timeout, within the
+        round's period)."""
+        return self.retries2fail * self.period + self.poll_ms / 1000
 
     @property
     def ok_window(self) -> float:
-        return self.retries2ok * self.loopdelay + self.timeout + self.poll_ms / 1000
+        return self.retries2ok * self.period + self.poll_ms / 1000
 
 
 START = time.monotonic()
@@ -542,16 +549,18 @@ class Story:
         if shape == "kill":
             prefix, key, action, allowance = "dead", "backend_dies", "killed (kill -9)", 0.0
             window, formula = s.fail_window, (
-                f"retries2fail {s.retries2fail} x loopdelay {s.loopdelay} + timeout "
-                f"{s.timeout} + poll {s.poll_ms / 1000} = {s.fail_window:.1f} s")
+                f"retries2fail {s.retries2fail} x (timeout {s.timeout} + loopdelay "
+                f"{s.loopdelay} + spread {SPREAD}) + poll {s.poll_ms / 1000} = "
+                f"{s.fail_window:.1f} s")
             say(f"kill -9 {victim}'s HTTP server")
             self.procs.kill(victim)
         else:
             prefix, key, action = "hung", "backend_hangs", "hangs (SIGSTOP)"
             allowance = HANG_ALLOWANCE
             window, formula = s.hang_window, (
-                f"retries2fail {s.retries2fail} x (loopdelay {s.loopdelay} + timeout "
-                f"{s.timeout}) + poll {s.poll_ms / 1000} = {s.hang_window:.1f} s")
+                f"retries2fail {s.retries2fail} x (timeout {s.timeout} + loopdelay "
+                f"{s.loopdelay} + spread {SPREAD}) + poll {s.poll_ms / 1000} = "
+                f"{s.hang_window:.1f} s")
             say(f"SIGSTOP {victim}'s HTTP server")
             self.procs.procs[victim].send_signal(signal.SIGSTOP)
         t_fail = time.monotonic()
