@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build the Debian package surealived_<version>_<arch>.deb (dh-virtualenv: the program and its
 # Python dependencies in /opt/venvs/surealived, /usr/bin/surealived and /usr/sbin/ipvssync
-# linked to it, both systemd units, sysusers, tmpfiles, logrotate and modules-load files).
+# linked to it, both systemd units, sysusers, tmpfiles, logrotate and modules-load files, and
+# the man pages of contrib/man).
 #
 #   contrib/build-deb.sh [OUTDIR]        default OUTDIR: dist/
 #

@@ -1,5 +1,6 @@
-"""The README stays true: reference tables generated from the declarations, every CLI flag and
-control command documented, and CI running the README's test command."""
+"""The README stays true: reference tables (and the man pages in contrib/man/) generated from the
+declarations, every CLI flag and control command documented, and CI running the README's test
+command."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as _f:
     README = _f.read()
 
 
-def test_reference_tables_match_the_declarations() -> None:
+def test_reference_tables_and_man_pages_match_the_declarations() -> None:
     result = subprocess.run([sys.executable, os.path.join(ROOT, "contrib", "gen-reference.py"),
                              "--check"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
