@@ -92,7 +92,8 @@ ESCAPES = [
      "pattern longer than 512 bytes"),
     ("pattern bomb via method", "return ('a'):rep(100):match(('(a?)'):rep(300))",
      "pattern longer than 512 bytes"),
-    ("rep of an empty string", "return ('').rep('', 2^31 - 1)", "result longer than"),
+    # C's rep loops n times even for "": returned at once instead
+    ("rep of an empty string", "return ('').rep('', 2^31 - 1) == ''", "up"),
     ("rep bomb", "return ('x'):rep(1e9)", "result longer than"),
 ]
 
