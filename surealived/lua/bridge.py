@@ -286,9 +286,10 @@ def log_line(script: Script, target: Target, level: bytes, message: bytes,
     transcript, which is bounded on its own), cut and escaped (crossing.py)."""
     text = clean(message, LOG_MAX)
     name = level.decode()
-    if script.may_log():
-        log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", script.name,
-                target.rname, target.addr, text)
+    number = LEVELS.get(name, logging.DEBUG)
+    # lines below the log level cost the script's rate nothing
+    if log.isEnabledFor(number) and script.may_log():
+        log.log(number, "lua %s [%s %s]: %s", script.name, target.rname, target.addr, text)
     if probe is not None:
         probe.note(f"lua {name}: {text}")
 

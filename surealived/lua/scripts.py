@@ -25,8 +25,8 @@ log = logging.getLogger("surealived")
 
 MAX_SCRIPT_BYTES = 1 << 20
 SHARED_LOOK = 0.01  # seconds: overlapping checks share a look at the file this recent
-LOG_RATE = 20  # sd.log/print lines a second a script may log, over all its reals...
-LOG_BURST = 200  # ...in bursts of this many
+LOG_RATE = 10  # sd.log/print lines a second a script may log, over all its reals...
+LOG_BURST = 100  # ...in bursts of this many
 REPORTED = 100  # distinct runtime errors logged once each (each at most ERROR_MAX bytes)
 
 

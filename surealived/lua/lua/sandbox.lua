@@ -118,18 +118,20 @@ local function new_thread(f, k)
   return co
 end
 
--- The check's pending lines to Python, and one more saying how many the limit dropped.
-local function flush_logs(c)
+-- The check's pending lines to Python; at its ``last`` flush, one more saying how many the
+-- limit dropped.
+local function flush_logs(c, last)
   local logs = c.logs
+  local dropped = last and c.dropped
+  if dropped then
+    c.dropped = false
+    logs = logs or {}
+    logs[#logs + 1] = "warn"
+    logs[#logs + 1] = dropped .. " more log lines of this check dropped (at most " .. LOG_LINES
+                      .. " a check)"
+  end
   if logs then
     c.logs = nil
-    local dropped = c.dropped
-    if dropped then
-      c.dropped = false
-      logs[#logs + 1] = "warn"
-      logs[#logs + 1] = dropped .. " more log lines of this check dropped (at most " .. LOG_LINES
-                        .. " a check)"
-    end
     for i = 1, #logs, 2 do
       co_yield(LOG, logs[i], logs[i + 1])
       current = c

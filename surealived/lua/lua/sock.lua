@@ -50,12 +50,12 @@ local MS_MAX = 2 ^ 31 - 1    -- milliseconds of a timeout or a sleep (24 days)
 local COUNT_MAX = 2 ^ 31 - 1  -- bytes of a read
 local UNTIL_MAX = 4096       -- bytes of a receiveuntil() delimiter
 
-local function want_ms(ms, name, argn, level)
+local function want_ms(ms, name, argn)
   if ms == nil then return nil end
   local v = tonumber(ms)
   if not (v and v >= 0 and v <= MS_MAX) then
     error("bad argument #" .. argn .. " to '" .. name .. "' (milliseconds 0.." .. MS_MAX
-          .. " expected, got " .. short(ms) .. ")", level or 3)
+          .. " expected, got " .. short(ms) .. ")", 3)
   end
   return v
 end
@@ -249,7 +249,7 @@ local sd = {
     log(level, concat(parts))
   end,
   sleep = function(ms)
-    return request(SLEEP, 0, want_ms(ms, "sleep", 1, 2) or 0)
+    return request(SLEEP, 0, want_ms(ms, "sleep", 1) or 0)
   end,
   now = function() return request(NOW, 0) end,
 }

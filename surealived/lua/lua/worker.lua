@@ -54,7 +54,7 @@ local function body(c, main, env, t)
 end
 
 local function finish_check(c, status, reason, weight)
-  if c.logs then flush_logs(c) end
+  if c.logs or c.dropped then flush_logs(c, true) end
   set_current(IDLE)
   return status, reason, weight
 end
