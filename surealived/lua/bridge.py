@@ -59,6 +59,7 @@ from .codes import (
     SLEEP,
     TLS,
 )
+from .crossing import ERROR_MAX, LOG_MAX, REASON_MAX, clean, first_line
 from .runtime import LuaError, LuaMemoryError
 from .scripts import SCRIPTS, SHARED_LOOK, Script
 
@@ -170,7 +171,7 @@ class Session:
         _, sid, addr = request
         text = _normal_addr(addr.decode("utf-8", "replace"))
         if text is None:
-            raise SockError(f"bad address {addr.decode('utf-8', 'replace')!r}")
+            raise SockError(f"bad address {clean(addr, 64)!r}")
         if (":" in text) != (":" in self.target.addr):
             raise SockError("address family differs from the real's")
         self.slot(sid).bind = text
@@ -276,11 +277,14 @@ class Session:
 
 def log_line(script: Script, target: Target, level: bytes, message: bytes,
              probe: Probe | None = None) -> None:
-    """A line of ``sd.log``/``print`` in the log (and the probe's transcript)."""
-    text = message.decode("utf-8", "replace")
+    """A line of ``sd.log``/``print`` in the log, within the script's rate (and in the probe's
+    transcript, which is bounded on its own), cut and escaped (crossing.py)."""
+    text = clean(message, LOG_MAX)
     name = level.decode()
-    log.log(LEVELS.get(name, logging.DEBUG), "lua %s [%s %s]: %s", script.name, target.rname,
-            target.addr, text)
+    number = LEVELS.get(name, logging.DEBUG)
+    # lines below the log level cost the script's rate nothing
+    if log.isEnabledFor(number) and script.may_log():
+        log.log(number, "lua %s [%s %s]: %s", script.name, target.rname, target.addr, text)
     if probe is not None:
         probe.note(f"lua {name}: {text}")
 
@@ -299,7 +303,8 @@ SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, R
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+    """A reason from verdict.lua (at most REASON_MAX + 1 bytes), cut and escaped."""
+    return clean(value, REASON_MAX) if isinstance(value, bytes) else str(value or "")
 
 
 def _result(script: Script, done: tuple[Any, ...]) -> Result:
@@ -347,7 +352,8 @@ def error_ended(script: Script, target: Target, exc: LuaError,
         log_line(script, target, level, message, probe)
     if isinstance(exc, LuaMemoryError):
         return _script_error(script, MEMORY)
-    text = str(exc).splitlines()[0] if str(exc) else "error object is not a string"
+    message = str(exc)
+    text = first_line(message, ERROR_MAX) if message else "error object is not a string"
     return _script_error(script, text)
 
 

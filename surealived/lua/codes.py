@@ -1,9 +1,9 @@
 """What the Lua files and Python agree on: the request codes and the sockets per check.
 
 A check thread yields a request whose first value is a code: the position of its name in
-``NAMES``. ``runtime.Runtime`` hands ``CODES`` (name -> code) and ``MAX_SOCKETS`` to the Lua
-files as they load (``lib.codes`` and ``lib.MAX_SOCKETS`` there), so the numbers are written
-here only.
+``NAMES``. ``runtime.Runtime`` hands ``CODES`` (name -> code), ``MAX_SOCKETS``,
+``REASON_MAX`` and ``LOG_MAX`` to the Lua files as they load (``lib.codes``,
+``lib.MAX_SOCKETS``... there), so the numbers are written here only.
 """
 
 from __future__ import annotations
@@ -34,3 +34,5 @@ NOW = CODES["NOW"]
 LOG = CODES["LOG"]
 
 MAX_SOCKETS = 16  # sockets a check may open (sd.tcp() and sd.udp() refuse more)
+REASON_MAX = 512  # bytes of a check's reason that cross into Python (verdict.lua, crossing.py)
+LOG_MAX = 1024  # bytes of an sd.log/print line (sandbox.lua, crossing.py)

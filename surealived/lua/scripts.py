@@ -18,12 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .crossing import ERROR_MAX, clean
 from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
 
 log = logging.getLogger("surealived")
 
 MAX_SCRIPT_BYTES = 1 << 20
 SHARED_LOOK = 0.01  # seconds: overlapping checks share a look at the file this recent
+LOG_RATE = 10  # sd.log/print lines a second a script may log, over all its reals...
+LOG_BURST = 100  # ...in bursts of this many
+REPORTED = 100  # distinct runtime errors logged once each (each at most ERROR_MAX bytes)
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,12 @@ class Script:
         self.api = ""  # "check" or "legacy" for the good version
         self.seen: tuple[int, int, int] | None = None  # stat of the last version looked at
         self.problem: ScriptProblem | None = None
-        self.reported: set[str] = set()
-        self.verdicts: dict[tuple[Any, ...], Any] = {}  # the driver's Results, by reply
+        self.reported: set[str] = set()  # errors logged, cut to ERROR_MAX (crossing.py)
+        # the bridge's Results, by reply (64 at most, each reason at most REASON_MAX + 1 bytes)
+        self.verdicts: dict[tuple[Any, ...], Any] = {}
+        self.log_tokens = float(LOG_BURST)  # sd.log lines it may log now (a token bucket)
+        self.log_at = time.monotonic()
+        self.log_dropped = 0
         self.running = 0  # checks in flight (the driver counts them)
         self.looked = 0.0  # time.monotonic() of the last look at the file
         self.refresh()
@@ -130,6 +138,7 @@ class Script:
         return f"{self.path}: {message}"
 
     def _fail(self, message: str) -> None:
+        message = clean(message, ERROR_MAX)  # a compile error quotes the script's own text
         running_old = self.factory is not None
         self.problem = ScriptProblem(self.path, message, time.time(), running_old)
         if running_old:
@@ -138,11 +147,31 @@ class Script:
             log.error("Lua script %s: %s", self.path, message)
 
     def report_once(self, reason: str) -> None:
-        """Log a script's runtime error the first time it is seen (checks go on failing)."""
-        if reason in self.reported or len(self.reported) >= 100:
+        """Log a script's runtime error the first time it is seen (checks go on failing); at
+        most REPORTED of them, each cut to ERROR_MAX bytes."""
+        if reason in self.reported or len(self.reported) >= REPORTED:
             return
+        reason = clean(reason, ERROR_MAX)
         self.reported.add(reason)
         log.warning("Lua script %s: %s (logged once)", self.path, reason)
+
+    def may_log(self) -> bool:
+        """Whether one more sd.log/print line fits the script's rate (LOG_RATE a second, in
+        bursts of LOG_BURST); the first line let through after some were dropped says how
+        many."""
+        now = time.monotonic()
+        tokens = min(float(LOG_BURST), self.log_tokens + (now - self.log_at) * LOG_RATE)
+        self.log_at = now
+        if tokens < 1:
+            self.log_tokens = tokens
+            self.log_dropped += 1
+            return False
+        self.log_tokens = tokens - 1
+        if self.log_dropped:
+            log.warning("Lua script %s: %d log lines dropped (at most %d a second, in bursts "
+                        "of %d)", self.path, self.log_dropped, LOG_RATE, LOG_BURST)
+            self.log_dropped = 0
+        return True
 
 
 @dataclass

@@ -92,12 +92,57 @@ ESCAPES = [
      "pattern longer than 512 bytes"),
     ("pattern bomb via method", "return ('a'):rep(100):match(('(a?)'):rep(300))",
      "pattern longer than 512 bytes"),
-    ("rep of an empty string", "return ('').rep('', 2^31 - 1)", "result longer than"),
+    # C's rep loops n times even for "": returned at once instead
+    ("rep of an empty string", "return ('').rep('', 2^31 - 1) == ''", "up"),
     ("rep bomb", "return ('x'):rep(1e9)", "result longer than"),
+    # numbers as strings, negative and NaN counts go through the same check
+    ("rep count as a string", "return ('x'):rep('1e9')", "result longer than"),
+    ("rep of a number", "return string.rep(12345, 2^30)", "result longer than"),
+    ("rep with a negative count", "return ('x'):rep(-2^62) == '' and ('x'):rep(0/0) == ''", "up"),
+    ("concat with a huge separator",
+     "local t = {} for i = 1, 1000 do t[i] = '' end return table.concat(t, ('x'):rep(2^20))",
+     "result longer than"),
+    ("concat of one big string many times",
+     "local big, t = ('x'):rep(2^20), {} for i = 1, 100 do t[i] = big end"
+     " return table.concat(t)", "result longer than"),
+    ("gsub growing its result",
+     "return (('x'):rep(2^16):gsub('x', ('y'):rep(2^10)))", "gsub result longer than"),
+    ("gsub with a table of big values",
+     "return (('x'):rep(2^16):gsub('.', {x = ('y'):rep(2^10)}))", "gsub result longer than"),
+    ("format of a huge %q", "return string.format('%q', ('\\0'):rep(2^23))",
+     "result longer than"),
+    ("insert at the front of a big table",
+     "local t = {} for i = 1, 2^20 + 10 do t[i] = i end table.insert(t, 1, 0)",
+     "moves more than"),
+    ("os.date with a long format", "return os.date(('%c'):rep(1e4))", "format longer than"),
+    ("loadstring of a huge chunk",
+     "local f, err = loadstring(('x = 1 '):rep(1e5)) return f ~= nil, err",
+     "chunk longer than"),
+    # numbers Python cannot take: NaN and infinity
+    ("sleep for NaN", "sd.sleep(0/0)", "bad argument #1 to 'sleep'"),
+    ("sleep forever", "sd.sleep(math.huge)", "bad argument #1 to 'sleep'"),
+    ("NaN timeout", "local s = sd.tcp() s:settimeout(0/0)", "bad argument #1 to 'settimeout'"),
+    ("infinite timeouts", "local s = sd.tcp() s:settimeouts(1, math.huge, 1)",
+     "bad argument #2 to 'settimeouts'"),
+    ("receiveany of NaN",
+     "local s = sd.tcp() assert(s:connect(t.addr, t.port)) return s:receiveany(0/0)",
+     "bad argument #1 to 'receiveany'"),
+    ("receiveany of infinity",
+     "local s = sd.tcp() assert(s:connect(t.addr, t.port)) return s:receiveany(math.huge)",
+     "bad argument #1 to 'receiveany'"),
+    ("udp receive of NaN",
+     "local u = sd.udp() assert(u:setpeername(t.addr, t.port)) return u:receive(0/0)",
+     "bad argument #1 to 'receive'"),
+    ("receive of infinity",
+     "local s = sd.tcp() assert(s:connect(t.addr, t.port)) return s:receive(math.huge)",
+     "bad argument #1 to 'receive'"),
+    ("random of infinity", "return math.random(math.huge)", "bad argument #1 to 'random'"),
 ]
 
 # a memory bomb meets the memory cap, or on a busy machine the CPU slice first: both contain it
 MEMORY = "memory limit of the Lua runtime reached|CPU time limit exhausted"
+# work in C: the instruction budget or the CPU slice stops it, whichever first
+CUT_OFF = "instruction budget exhausted|CPU time limit exhausted"
 BOMBS = [
     ("endless loop", "while true do end", "instruction budget exhausted"),
     ("endless loop in pcall in a loop",
@@ -141,6 +186,23 @@ BOMBS = [
     ("deep recursion", "local function f(n) return 1 + f(n + 1) end return f(1)", "stack overflow"),
     ("deep pcall nesting", "local function f() local ok, e = pcall(f) error(e, 0) end f()",
      "stack overflow"),
+    # work inside one C call, which no instruction hook sees
+    ("lazy items before a missing byte",
+     "return ('a'):rep(300):find(('.-'):rep(4) .. 'x')", CUT_OFF),
+    ("greedy items before a missing byte",
+     "return ('a'):rep(300):match(('a*'):rep(4) .. 'b')", CUT_OFF),
+    ("backtracking gmatch", "for m in ('a'):rep(300):gmatch(('a-'):rep(4) .. 'b') do end",
+     CUT_OFF),
+    ("backtracking gsub", "return ('a'):rep(300):gsub(('.?'):rep(30) .. '.-.-b', '')", CUT_OFF),
+    ("backtracking back references",
+     "return ('a'):rep(300):find('(.-)(.-)%1%2%1%2x')", CUT_OFF),
+    ("a loop of dear C calls", "local s = ('a'):rep(1000)"
+     " for i = 1, 1e6 do s:find('.-.-b') end", CUT_OFF),
+    ("a loop of plain finds with a repetitive needle",
+     "local s, p = ('a'):rep(2^20), ('a'):rep(2^10) .. 'b'"
+     " for i = 1, 1e6 do s:find(p, 1, true) end", CUT_OFF),
+    ("sort of many numbers without a comparator",
+     "local t = {} for i = 1, 2e6 do t[i] = -i end table.sort(t)", CUT_OFF),
     ("recursion through metamethods",
      "local t = setmetatable({}, {}) getmetatable(t).__index = function(s, k) return s[k] end"
      " return t.x", "stack overflow"),

@@ -1,7 +1,8 @@
--- sandbox.lua: what keeps a script inside its check. The string library made safe, the check
--- whose Lua code is running (``current``) and its instruction budget and CPU slice (the hook),
--- the request a check's threads yield to Python, and the pcall, coroutine and load functions
--- scripts get in place of the real ones (they carry the hook and forward requests).
+-- sandbox.lua: what keeps a script inside its check. The check whose Lua code is running
+-- (``current``), its instruction budget and CPU slice (the hook, and ``charge`` for work done
+-- inside C functions, which no hook sees), its log lines, the request a check's threads yield
+-- to Python, and the pcall, coroutine and load functions scripts get in place of the real ones
+-- (they carry the hook and forward requests). bounded.lua makes the C library's calls bounded.
 --
 -- Loaded first by runtime.py, called with the table of what the files share (``lib``: the
 -- request codes of codes.py, and each file loaded before); returns this module.
@@ -9,9 +10,14 @@ local lib = ...
 local LOG = lib.codes.LOG
 
 local STEP = 500  -- instructions between two runs of the hook (see hook())
-local PATTERN_MAX = 512
-local REP_MAX = 64 * 1024 * 1024
 local SLICE = 0.2  -- seconds of CPU a check may use between two I/O calls
+-- Work charged by C calls (about a pattern step or a byte copied: ~3 ns) between two looks at
+-- the CPU clock: a look happens at the latest ~1 ms of such work after the slice ran out.
+local WORK_TICK = 2 ^ 18
+local LOG_LINES = 100  -- sd.log/print lines a check may log (then one line says how many more)
+-- bytes of a line that cross into Python (codes.py's LOG_MAX, + 1: crossing.py marks the cut)
+local LOG_BYTES = lib.LOG_MAX + 1
+local SOURCE_MAX = 128 * 1024  -- bytes of code loadstring/load compile (the parser is C)
 
 local debug_sethook = debug.sethook
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
@@ -24,49 +30,13 @@ local collectgarbage = collectgarbage
 local huge = math.huge
 local os_clock = os.clock
 local concat = table.concat
-local s_find, s_match, s_gmatch, s_gsub = string.find, string.match, string.gmatch, string.gsub
-local s_rep, s_sub, s_byte = string.rep, string.sub, string.byte
+local s_sub, s_byte = string.sub, string.byte
 
 -- No Python object is ever handed in, and lupa's ``python`` table goes too.
 python = nil
 
--- Strings: every string shares one metatable whose __index is the real string library, so the
--- library itself is made safe (no dump, bounded patterns and rep) and the metatable hidden.
-string.dump = nil
-getmetatable("").__metatable = false
-
-local function check_pattern(p, plain, name)
-  if type(p) == "string" and #p > PATTERN_MAX and not plain then
-    error("bad argument #2 to '" .. name .. "' (pattern longer than " .. PATTERN_MAX
-          .. " bytes)", 3)
-  end
-end
-string.find = function(s, p, init, plain)
-  check_pattern(p, plain, "find")
-  return s_find(s, p, init, plain)
-end
-string.match = function(s, p, init)
-  check_pattern(p, false, "match")
-  return s_match(s, p, init)
-end
-string.gmatch = function(s, p)
-  check_pattern(p, false, "gmatch")
-  return s_gmatch(s, p)
-end
-string.gsub = function(s, p, r, n)
-  check_pattern(p, false, "gsub")
-  return s_gsub(s, p, r, n)
-end
-string.rep = function(s, n)
-  local len = type(s) == "string" and #s or 1
-  if type(n) == "number" and n * (len > 0 and len or 1) > REP_MAX then
-    error("bad argument #2 to 'rep' (result longer than " .. REP_MAX .. " bytes)", 2)
-  end
-  return s_rep(s, n)
-end
-
 -- Checks, threads and the instruction budget --------------------------------------------------
-local IDLE = { left = huge, since = huge }
+local IDLE = { left = huge, since = huge, work = 0, logged = 0 }
 local current = IDLE              -- the check whose Lua code is running
 local kind = setmetatable({}, { __mode = "k" })     -- thread -> "user" | "pcall"
 local parent = setmetatable({}, { __mode = "k" })   -- pcall thread -> thread that made it
@@ -101,6 +71,27 @@ local function hook()
   end
 end
 
+-- charge(work): a C call did (or is about to do) ``work`` units the hook cannot see. Every
+-- WORK_TICK units the CPU slice is looked at, as the hook does, so a loop of C calls that each
+-- stay under ~1 ms (bounded.lua sees to that) is stopped within a few ms of its slice.
+local function charge(work)
+  local c = current
+  work = c.work + work
+  if work < WORK_TICK then
+    c.work = work
+    return
+  end
+  c.work = 0
+  if c == IDLE then return end
+  local since = c.since
+  if not since or since == 0 then
+    c.since = os_clock()
+  elseif os_clock() - since > SLICE then
+    c.killed = c.killed or ("CPU time limit exhausted (" .. SLICE .. " s without I/O)")
+    error(c.killed, 0)
+  end
+end
+
 local function sethook()
   debug_sethook(hook, "", STEP)
 end
@@ -127,8 +118,18 @@ local function new_thread(f, k)
   return co
 end
 
-local function flush_logs(c)
+-- The check's pending lines to Python; at its ``last`` flush, one more saying how many the
+-- limit dropped.
+local function flush_logs(c, last)
   local logs = c.logs
+  local dropped = last and c.dropped
+  if dropped then
+    c.dropped = false
+    logs = logs or {}
+    logs[#logs + 1] = "warn"
+    logs[#logs + 1] = dropped .. " more log lines of this check dropped (at most " .. LOG_LINES
+                      .. " a check)"
+  end
   if logs then
     c.logs = nil
     for i = 1, #logs, 2 do
@@ -168,17 +169,29 @@ local function log(level, msg)
     logs = {}
     c.logs = logs
   end
-  if #logs < 2000 then
-    logs[#logs + 1] = level
-    logs[#logs + 1] = s_sub(msg, 1, 4096)
+  local logged = c.logged  -- lines of the whole check (``logs`` is emptied at each request)
+  if logged < LOG_LINES then
+    c.logged = logged + 1
+    local n = #logs
+    logs[n + 1] = level
+    logs[n + 2] = #msg > LOG_BYTES and s_sub(msg, 1, LOG_BYTES) or msg
+  else
+    c.dropped = (c.dropped or 0) + 1
   end
 end
 
 -- After an error ended a check (it propagates to Python, which formats it): the check's
 -- pending log lines, flat (level, message, ...), and the runtime idle again.
 local function drain()
-  local logs = current.logs or {}
-  current.logs = nil
+  local c = current
+  local logs = c.logs or {}
+  c.logs = nil
+  if c.dropped then
+    logs[#logs + 1] = "warn"
+    logs[#logs + 1] = c.dropped .. " more log lines of this check dropped (at most " .. LOG_LINES
+                      .. " a check)"
+    c.dropped = false
+  end
   current = IDLE
   return logs
 end
@@ -272,6 +285,8 @@ local function sb_loadstring(s, name)
     error("bad argument #1 to 'loadstring' (string expected, got " .. type(s) .. ")", 2)
   end
   if s_byte(s, 1) == 27 then return nil, "attempt to load a binary chunk" end
+  if #s > SOURCE_MAX then return nil, "chunk longer than " .. SOURCE_MAX .. " bytes" end
+  if name ~= nil and type(name) ~= "string" then name = nil end
   local f, err = raw_loadstring(s, name)
   if not f then return nil, err end
   setfenv(f, current.env)
@@ -280,11 +295,13 @@ end
 
 local function sb_load(reader, name)
   if type(reader) == "string" then return sb_loadstring(reader, name) end
-  local parts = {}
+  local parts, size = {}, 0
   while true do
     local piece = reader()
     if piece == nil or piece == "" then break end
     if type(piece) ~= "string" then return nil, "reader function must return a string" end
+    size = size + #piece
+    if size > SOURCE_MAX then return nil, "chunk longer than " .. SOURCE_MAX .. " bytes" end
     parts[#parts + 1] = piece
   end
   return sb_loadstring(concat(parts), name or "=(load)")
@@ -300,7 +317,7 @@ end
 local function sb_print(...)
   local n = select("#", ...)
   local parts = {}
-  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  for i = 1, n do parts[i] = s_sub(tostring((select(i, ...))), 1, LOG_BYTES) end
   log("debug", concat(parts, "\t"))
 end
 
@@ -309,7 +326,8 @@ return {
   -- the running check's record (IDLE between checks), and the one to charge from now on
   current = function() return current end,
   set_current = function(c) current = c end,
-  sethook = sethook, new_thread = new_thread, request = request, log = log,
+  LOG_BYTES = LOG_BYTES,
+  sethook = sethook, charge = charge, new_thread = new_thread, request = request, log = log,
   flush_logs = flush_logs, drain = drain,
   -- what scripts get in place of the real functions (env.lua)
   pcall = sb_pcall, xpcall = sb_xpcall, print = sb_print, loadstring = sb_loadstring,

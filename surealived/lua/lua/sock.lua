@@ -12,6 +12,7 @@ local RECV_ANY, RECV_UNTIL, RECV_DGRAM = codes.RECV_ANY, codes.RECV_UNTIL, codes
 local SLEEP, NOW = codes.SLEEP, codes.NOW
 
 local request, log, current = sandbox.request, sandbox.log, sandbox.current
+local LOG_BYTES = sandbox.LOG_BYTES
 local setmetatable, rawget = setmetatable, rawget
 local type, select, error = type, select, error
 local tostring, tonumber = tostring, tonumber
@@ -28,23 +29,44 @@ local function sock_id(self, name)
   return id
 end
 
+local function short(v)
+  local s = tostring(v)
+  if #s > 40 then s = s_sub(s, 1, 40) .. "..." end
+  return s
+end
+
 local function want_port(port, name, argn)
   local p = tonumber(port)
   if not p or p ~= floor(p) or p < 1 or p > 65535 then
     error("bad argument #" .. argn .. " to '" .. name .. "' (port 1..65535 expected, got "
-          .. tostring(port) .. ")", 3)
+          .. short(port) .. ")", 3)
   end
   return p
 end
 
+-- Numbers go to Python only finite and in range (NaN fails every comparison, so the tests
+-- are written to let only good values through).
+local MS_MAX = 2 ^ 31 - 1    -- milliseconds of a timeout or a sleep (24 days)
+local COUNT_MAX = 2 ^ 31 - 1  -- bytes of a read
+local UNTIL_MAX = 4096       -- bytes of a receiveuntil() delimiter
+
 local function want_ms(ms, name, argn)
   if ms == nil then return nil end
   local v = tonumber(ms)
-  if not v or v < 0 then
-    error("bad argument #" .. argn .. " to '" .. name .. "' (milliseconds >= 0 expected, got "
-          .. tostring(ms) .. ")", 3)
+  if not (v and v >= 0 and v <= MS_MAX) then
+    error("bad argument #" .. argn .. " to '" .. name .. "' (milliseconds 0.." .. MS_MAX
+          .. " expected, got " .. short(ms) .. ")", 3)
   end
   return v
+end
+
+local function want_count(n, name, argn)
+  local v = tonumber(n)
+  if not (v and v >= 1 and v <= COUNT_MAX) then
+    error("bad argument #" .. argn .. " to '" .. name .. "' (a byte count 1.." .. COUNT_MAX
+          .. " expected, got " .. short(n) .. ")", 3)
+  end
+  return floor(v)
 end
 
 local function flatten(data, out, depth)
@@ -120,8 +142,9 @@ end
 
 function tcp.sslhandshake(self, reused, sni, verify)
   local id = sock_id(self, "sslhandshake")
-  if sni ~= nil and type(sni) ~= "string" then
-    error("bad argument #2 to 'sslhandshake' (string expected, got " .. type(sni) .. ")", 2)
+  if sni ~= nil and (type(sni) ~= "string" or #sni > 255) then
+    error("bad argument #2 to 'sslhandshake' (a name of at most 255 bytes expected, got "
+          .. short(sni) .. ")", 2)
   end
   return request(TLS, id, sni, verify and true or false, self._rt)
 end
@@ -134,7 +157,9 @@ end
 
 function tcp.receive(self, pattern)
   local id = sock_id(self, "receive")
-  if type(pattern) == "number" and pattern >= 0 and pattern == floor(pattern) then
+  -- a finite count (Python refuses more than it reads with "size too large")
+  if type(pattern) == "number" and pattern >= 0 and pattern <= 2 ^ 53
+     and pattern == floor(pattern) then
     return request(RECV_EXACTLY, id, pattern, self._rt)
   end
   if pattern == nil or pattern == "*l" then
@@ -143,27 +168,23 @@ function tcp.receive(self, pattern)
     return request(RECV_ALL, id, 0, self._rt)
   end
   local n = tonumber(pattern)
-  if not n or n < 0 or n ~= floor(n) then
+  if not (n and n >= 0 and n <= 2 ^ 53 and n == floor(n)) then
     error("bad argument #1 to 'receive' (\"*l\", \"*a\" or a byte count expected, got "
-          .. tostring(pattern) .. ")", 2)
+          .. short(pattern) .. ")", 2)
   end
   return request(RECV_EXACTLY, id, n, self._rt)
 end
 
 function tcp.receiveany(self, max)
   local id = sock_id(self, "receiveany")
-  local n = tonumber(max)
-  if not n or n < 1 then
-    error("bad argument #1 to 'receiveany' (a byte count > 0 expected, got " .. tostring(max)
-          .. ")", 2)
-  end
-  return request(RECV_ANY, id, floor(n), self._rt)
+  return request(RECV_ANY, id, want_count(max, "receiveany", 1), self._rt)
 end
 
 function tcp.receiveuntil(self, pattern, opts)
   local id = sock_id(self, "receiveuntil")
-  if type(pattern) ~= "string" or pattern == "" then
-    error("bad argument #1 to 'receiveuntil' (non-empty string expected)", 2)
+  if type(pattern) ~= "string" or pattern == "" or #pattern > UNTIL_MAX then
+    error("bad argument #1 to 'receiveuntil' (a string of 1.." .. UNTIL_MAX
+          .. " bytes expected)", 2)
   end
   local inclusive = type(opts) == "table" and opts.inclusive and true or false
   local pending
@@ -209,11 +230,7 @@ udp.connect = udp.setpeername
 
 function udp.receive(self, size)
   local id = sock_id(self, "receive")
-  local n = tonumber(size or 8192)
-  if not n or n < 1 then
-    error("bad argument #1 to 'receive' (a byte count > 0 expected)", 2)
-  end
-  return request(RECV_DGRAM, id, floor(n), self._rt)
+  return request(RECV_DGRAM, id, want_count(size or 8192, "receive", 1), self._rt)
 end
 
 local LEVELS = { error = true, warn = true, info = true, debug = true }
@@ -226,13 +243,13 @@ local sd = {
       error("bad argument #1 to 'log' (\"error\", \"warn\", \"info\" or \"debug\" expected)", 2)
     end
     local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    for i = 1, select("#", ...) do
+      parts[i] = s_sub(tostring((select(i, ...))), 1, LOG_BYTES)
+    end
     log(level, concat(parts))
   end,
   sleep = function(ms)
-    local v = tonumber(ms)
-    if not v or v < 0 then error("bad argument #1 to 'sleep' (milliseconds expected)", 2) end
-    return request(SLEEP, 0, v)
+    return request(SLEEP, 0, want_ms(ms, "sleep", 1) or 0)
   end,
   now = function() return request(NOW, 0) end,
 }

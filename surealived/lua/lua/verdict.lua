@@ -1,6 +1,9 @@
 -- verdict.lua: what a check's answer means. verdict(a, b) turns what check(t) returned into
 -- status, reason[, weight] for Python; short(v) is a script's value cut for an error message.
--- Pure: no state, no I/O.
+-- A reason is cut to REASON_MAX + 1 bytes here, so no more crosses into Python (bridge.py cuts
+-- it to REASON_MAX and marks the cut). Pure: no state, no I/O.
+local lib = ...
+local REASON_MAX = lib.REASON_MAX
 local type, tostring, tonumber = type, tostring, tonumber
 local floor = math.floor
 local s_sub, s_match = string.sub, string.match
@@ -13,6 +16,7 @@ end
 
 local function verdict(a, b)
   local reason = type(b) == "string" and b or ""
+  if #reason > REASON_MAX then reason = s_sub(reason, 1, REASON_MAX + 1) end
   if a == true then return "up", reason end
   if a == false then return "down", reason ~= "" and reason or "check() returned false" end
   if a == nil then return "down", reason ~= "" and reason or "check() returned nil" end

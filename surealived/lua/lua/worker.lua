@@ -54,7 +54,7 @@ local function body(c, main, env, t)
 end
 
 local function finish_check(c, status, reason, weight)
-  if c.logs then flush_logs(c) end
+  if c.logs or c.dropped then flush_logs(c, true) end
   set_current(IDLE)
   return status, reason, weight
 end
@@ -80,7 +80,8 @@ local function run_check(c, factory, budget, mt)
   local fields = mt.__index
   local addr, params = fields.addr, fields.params
   c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
-  c.logs, c.loading, c.killed = false, false, false
+  c.logs, c.loading, c.killed, c.work, c.logged, c.dropped = false, false, false, 0, 0, false
+  c.rng = false
   set_current(c)
   local env = new_env()
   c.env = env
@@ -96,7 +97,8 @@ end
 local function worker(...)
   sethook()
   local c = { left = 0, budget = 0, nsock = 0, since = false, thread = co_running(),
-              env = false, logs = false, loading = false, killed = false, addr = false }
+              env = false, logs = false, loading = false, killed = false, addr = false,
+              work = 0, logged = 0, dropped = false, rng = false }
   local function serve(...)
     return serve(co_yield(DONE, run_check(c, ...)))
   end
@@ -117,7 +119,8 @@ end
 -- inspect(factory, budget): run the main chunk once, without I/O; returns the API it offers.
 local function inspect(factory, budget)
   local me = co_running()
-  local c = { left = budget, budget = budget, nsock = 0, loading = true, since = false }
+  local c = { left = budget, budget = budget, nsock = 0, loading = true, since = false,
+              work = 0, logged = 0, dropped = false, rng = false }
   c.thread = me
   set_current(c)
   sethook()
