@@ -269,7 +269,7 @@ def test_hostile_lua_cannot_freeze_or_grow_the_daemon(make_daemon: MakeDaemon,
     gaps = {name: recorder.longest_gap(since) for name, recorder in healthy.items()}
     hostile_checks = sum(len(s) for s in hostile.values())
     row.cases = sum(len(r.arrivals) for r in healthy.values()) + hostile_checks
-    late = {name: gap for name, gap in gaps.items() if gap > 3 + 1 * scale()}  # a round every 2 + 1 s
+    late = {name: gap for name, gap in gaps.items() if gap > 3 + 1 * scale()}  # rounds: 2 + 1 s
     long_reasons = {name: len(r) for name, r in reasons.items() if len(r) > 4 * 512 + 16}
     row.failures = len(late) + len(long_reasons)
     row.note = (f"{len(FREEZERS)} scripts, {hostile_checks} hostile checks; healthy reals' "
