@@ -3,79 +3,88 @@
 As the original, argv is ``[exec, real address, testport, *params]`` (params split on blanks).
 Unlike it, the program gets a clean environment but for ``PATH``, its output is captured (into the
 transcript, and logged at debug) instead of going to the log file, the result is taken as soon as
-it exits, and at the deadline its whole process group is killed (no zombies, no leftovers).
+it exits (not when its pipes close), and everything it started, in its process group, in a new
+session or double-forked, is killed when it exits or at the deadline (``surealived.proctree``:
+a subreaper shepherd per program), so no process or descriptor outlives the check.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-from asyncio.subprocess import DEVNULL, PIPE
 from collections.abc import Callable
 
+from surealived import proctree
 from surealived.tester_api import Attr, Probe, Result, Tester
 
 log = logging.getLogger("surealived")
 _KEEP = 16384  # bytes of each output stream kept (the tail)
+_GRACE = 0.5  # seconds the tails may take after the exit (within the engine's 1 s)
 
 
-async def _tail(stream: asyncio.StreamReader | None) -> bytes:
-    kept = b""
-    while stream is not None and (chunk := await stream.read(65536)):
-        kept = (kept + chunk)[-_KEEP:]
-    return kept
+class _Tail:
+    """The last ``_KEEP`` bytes of one output pipe, read as they come, until its end or until
+    it is closed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.kept = b""
+        self.loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[None] = self.loop.create_future()
+        self.loop.add_reader(fd, self.read)
+
+    def read(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.kept = (self.kept + chunk)[-_KEEP:]
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
-async def _exited(pid: int) -> None:
-    """Wait for the program itself to exit (``proc.wait()`` also waits for its pipes to close,
-    which a child left in the background can hold open)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await exited
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+async def _drain(tails: tuple[_Tail, _Tail]) -> None:
+    """What is left in the pipes: their writers are being killed, so the ends come at once;
+    the grace only bounds a writer that could not be killed."""
+    await asyncio.wait([tail.ended for tail in tails], timeout=_GRACE)
+    for tail in tails:
+        tail.close()
 
 
 async def _run(argv: list[str], note: Callable[[str], None]) -> tuple[int, bytes, bytes]:
-    """Run ``argv``: its exit status and the tails of its output. At its exit, or when the
-    check's deadline cancels this, whatever it left behind in its process group goes too (and
-    what it wrote until then is noted)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-    out_task = asyncio.ensure_future(_tail(proc.stdout))
-    err_task = asyncio.ensure_future(_tail(proc.stderr))
+    """Run ``argv``: its exit status, as soon as it exits, and the tails of its output. Its
+    whole tree is ended then, or when the check's deadline cancels this (and what it wrote
+    until then is noted)."""
+    tree = await proctree.spawn(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    tails = (_Tail(tree.stdout), _Tail(tree.stderr))
     try:
-        await _exited(proc.pid)
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await asyncio.shield(asyncio.wait([out_task, err_task]))
-        _note_output(note, out_task.result(), err_task.result(), " (until the deadline)")
-        raise
+        try:
+            status = await tree.wait()
+        except asyncio.CancelledError:
+            tree.end()
+            await asyncio.shield(_drain(tails))
+            _note_output(note, tails[0].kept, tails[1].kept, " (until the deadline)")
+            raise
+        tree.end()
+        await _drain(tails)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.returncode is None:
-            await asyncio.shield(proc.wait())
-        if not out_task.done() or not err_task.done():
-            await asyncio.shield(asyncio.wait([out_task, err_task]))
-    return await proc.wait(), out_task.result(), err_task.result()
+        tree.end()
+        for tail in tails:
+            tail.close()
+    return status, tails[0].kept, tails[1].kept
 
 
 def _note_output(note: Callable[[str], None], out: bytes, err: bytes, when: str = "") -> None:
@@ -103,7 +112,11 @@ class ExecTester(Tester):
                 *self.settings["params"].split()]
         probe.step = f"running {argv[0]}"
         probe.note("exec " + " ".join(argv))
-        status, out, err = await probe.spawn(_run(argv, probe.note))
+        try:
+            status, out, err = await probe.spawn(_run(argv, probe.note))
+        except OSError as exc:  # it could not start (a script's interpreter is missing)
+            text = os.strerror(exc.errno) if exc.errno else str(exc)
+            return Result.down(f"{probe.step}: {text[:1].lower()}{text[1:]}")
         _note_output(probe.note, out, err)
         for label, data in (("stdout", out), ("stderr", err)):
             if data:
