@@ -267,10 +267,6 @@ def _connecting(flight: Flight, request: Connect) -> Any:
         if err:
             stream.close()
             raise flight.connect_failed(errno_failure("connect", err))
-    if not request.tls:
-        if not flight.connected:
-            flight.connected = flight.runner.clock()
-        return stream
     return _connected(flight, request, stream)
 
 
@@ -378,21 +374,8 @@ def serve_send(flight: Flight, request: Send) -> Any:
         return _send_datagram(flight, request)
     if stream.tls is not None:
         stream.tls.write(data)
-    elif not stream.unsent:  # the usual case: it all fits in the socket's buffer at once
-        try:
-            n = stream.sock.send(data)
-        except BlockingIOError:
-            n = 0
-        except OSError as exc:
-            stream.close()
-            raise os_failure("sending", exc) from None
-        if n == len(data):
-            stream.sent += n
-            return n
-        stream.unsent = memoryview(data)[n:]
-        stream.writable = False
     else:
-        stream.unsent = bytes(stream.unsent) + data
+        stream.unsent = bytes(stream.unsent) + data if stream.unsent else data
     flight.wait_stream = stream
     return _sending(flight, request)
 
@@ -640,10 +623,7 @@ class Flight(CheckProbe):
             self.resume(None, failure)
             return
         if value is not WAIT:
-            self.request = self.retry_fn = self.wait_stream = None
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.served()
             self.resume(value)
 
     def served(self) -> None:

@@ -59,6 +59,7 @@ from tests.bench.bench_engine import (  # noqa: E402
     round_period,
     serve,
 )
+from tests.servers import stop_process  # noqa: E402
 
 TESTERS = ("tcp", "http", "https")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -203,12 +204,7 @@ def haproxy(binary: str, config: Callable[[Path], str]
             sys.exit(f"haproxy did not start: {(base / 'stderr.log').read_text()}")
         yield proc, sock
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
         shutil.rmtree(base)
 
