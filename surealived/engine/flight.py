@@ -235,12 +235,7 @@ def _closed_socket(step: str) -> IOFailure:
 
 def serve_connect(flight: Flight, request: Connect) -> Any:
     target = flight.target
-    source = None
-    if request.bind or target.bindaddr:
-        try:
-            source = source_of(target, request.bind)
-        except ProbeError as exc:
-            raise IOFailure(str(exc), str(exc)) from None
+    source = source_of(target, request.bind)
     try:
         sock, err = open_stream(_INET6 if ":" in target.addr else _INET,
                                 (target.addr, request.port), source, request.hold_ack)
@@ -458,10 +453,7 @@ def serve_receive(flight: Flight, request: Receive) -> Any:
 
 def serve_open_datagram(flight: Flight, request: OpenDatagram) -> Any:
     target = flight.target
-    try:
-        source = source_of(target, request.bind)
-    except ProbeError as exc:
-        raise IOFailure(str(exc), str(exc)) from None
+    source = source_of(target, request.bind)
     try:
         sock = open_datagram(family_of(target.addr), (target.addr, request.port), source)
     except OSError as exc:

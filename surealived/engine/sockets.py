@@ -94,11 +94,11 @@ def connect_problem(elapsed: float) -> str:
 
 def source_of(target: Target, bind: str | None) -> str | None:
     """The source address of a socket to ``target`` (``bind`` or the target's ``bindaddr``);
-    ProbeError when its family is not the real's."""
+    IOFailure when its family is not the real's."""
     source = bind or target.bindaddr or None
     if source and family_of(source) != family_of(target.addr):
-        raise ProbeError(f"bindaddr {source} and real {target.addr} are of different address "
-                         "families")
+        reason = f"bindaddr {source} and real {target.addr} are of different address families"
+        raise IOFailure(reason, reason)
     return source
 
 
