@@ -4,7 +4,8 @@
 -- instead: the real is down with the server's message.
 --
 -- params (optional):
---   version=PREFIX   the real is up only when the server version starts with PREFIX (e.g. 10.11)
+--   version=PREFIX   the real is up only when the server version starts with PREFIX (e.g. 10.11;
+--                    MariaDB's "5.5.5-" before its version is not part of it)
 --
 -- <tester proto="lua" script="/usr/share/surealived/lua_testers/mysql.lua"/>
 
@@ -27,7 +28,8 @@ function _M.check(t)
                   .. payload:sub(4):gsub("^#%w%w%w%w%w", "")
   end
   if protocol ~= 10 then return false, "protocol version " .. protocol .. ", expected 10" end
-  local version = payload:match("^([^%z]*)", 2)
+  -- MariaDB puts "5.5.5-" before its version, for clients that would read 10 as 1.0
+  local version = payload:match("^([^%z]*)", 2):gsub("^5%.5%.5%-", "")
   sock:close()
   local want = t.args.version
   if want and version:sub(1, #want) ~= want then

@@ -1,5 +1,6 @@
 """Real servers on loopback for tests: nginx (HTTP, HTTPS with trustme certificates, IPv6),
-dnsmasq (an authoritative zone), and asyncio servers that misbehave on purpose.
+dnsmasq (an authoritative zone), redis-server, memcached, MariaDB (a user with a password), and
+asyncio servers that misbehave on purpose.
 
 Every server binds to a port chosen at run time (other test runs share the machine) and is a
 context manager that stops it. Use from any test::
@@ -10,6 +11,8 @@ context manager that stops it. Use from any test::
         ...
     with dnsmasq() as dns:                  # dns.port; zone example.test
         ...
+    with redis("s3cret") as port, memcached() as mc_port, mariadb() as db:
+        ...                                 # db.port, db.user, db.password
     async with bad_tcp_server("silent") as port:
         ...
 
@@ -239,6 +242,98 @@ def dnsmasq(listen: str = "127.0.0.1") -> Iterator[Dnsmasq]:
         yield Dnsmasq(port, proc)
     finally:
         stop_process(proc)
+
+
+# -- redis, memcached ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def serving(argv: list[str], port: int) -> Iterator[int]:
+    """Run ``argv`` (a server in the foreground) until the block ends; yields ``port`` once it
+    accepts connections."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_tcp("127.0.0.1", port, proc)
+        yield port
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def redis(password: str | None = None) -> Iterator[int]:
+    """A redis-server on 127.0.0.1 without persistence (``requirepass`` when ``password``);
+    yields its port."""
+    binary = find_binary(("/usr/bin/redis-server", "redis-server"), "redis-server")
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+            "no", "--daemonize", "no", "--dir", "/tmp", "--logfile", ""]
+    if password:
+        argv += ["--requirepass", password]
+    with serving(argv, port) as p:
+        yield p
+
+
+@contextlib.contextmanager
+def memcached() -> Iterator[int]:
+    """A memcached on 127.0.0.1 (TCP only, 16 MB); yields its port."""
+    binary = find_binary(("/usr/bin/memcached", "memcached"), "memcached")
+    port = free_port()
+    with serving([binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16",
+                  "-u", "nobody"], port) as p:
+        yield p
+
+
+# -- MariaDB ----------------------------------------------------------------------------------
+
+MARIADB_CANDIDATES = ("/usr/sbin/mariadbd", "mariadbd")
+MARIADB_INSTALL_CANDIDATES = ("/usr/bin/mariadb-install-db", "mariadb-install-db")
+
+
+@dataclass
+class Mariadb:
+    """A running MariaDB on 127.0.0.1:``port`` (TCP only), in a datadir of its own, with
+    ``user``@127.0.0.1 logging in by ``password`` (mysql_native_password, no privileges)."""
+
+    port: int
+    user: str
+    password: str
+    proc: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def mariadb(user: str = "checker", password: str = "s3cret") -> Iterator[Mariadb]:
+    """A private MariaDB: a fresh datadir in a temporary folder, no defaults files read,
+    its user created by an init file; stopped and removed at the end of the block."""
+    server = find_binary(MARIADB_CANDIDATES, "mariadb-server")
+    install = find_binary(MARIADB_INSTALL_CANDIDATES, "mariadb-server")
+    # mariadbd refuses to run as root unless told to; as another user it runs as itself
+    run_as = ["--user=root"] if os.geteuid() == 0 else []
+    with tempfile.TemporaryDirectory(prefix="sd-mariadb-") as directory:
+        base = Path(directory)
+        data = base / "data"
+        subprocess.run([install, "--no-defaults", f"--datadir={data}", *run_as,
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True,
+                       timeout=60)
+        (base / "init.sql").write_text(
+            f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED VIA mysql_native_password "
+            f"USING PASSWORD('{password}');\n")
+        port = free_port()
+        proc = subprocess.Popen(
+            [server, "--no-defaults", f"--datadir={data}", f"--socket={base}/mysqld.sock",
+             f"--port={port}", "--bind-address=127.0.0.1", *run_as, "--skip-log-bin",
+             "--skip-name-resolve", f"--pid-file={base}/mysqld.pid",
+             f"--init-file={base}/init.sql", f"--log-error={base}/error.log",
+             "--innodb-buffer-pool-size=16M", "--max-connections=50"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            try:
+                wait_for_tcp("127.0.0.1", port, proc, timeout=30)
+            except RuntimeError as exc:
+                log = (base / "error.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"mariadbd: {exc}: {log}") from None
+            yield Mariadb(port, user, password, proc)
+        finally:
+            stop_process(proc)
 
 
 # -- misbehaving servers ----------------------------------------------------------------------

@@ -1,41 +1,17 @@
-"""The shipped Lua testers against real Debian servers: redis-server, memcached, vsftpd, nginx."""
+"""The shipped Lua testers against real Debian servers: redis-server, memcached, MariaDB, vsftpd,
+nginx."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import find_binary, free_port, nginx, stop_process, wait_for_tcp
+from tests.servers import find_binary, free_port, mariadb, memcached, nginx, redis, serving
 
 from .helpers import LUA_TESTERS, lua_check
 
 pytestmark = pytest.mark.asyncio
-
-
-@contextlib.contextmanager
-def server(argv: list[str], port: int) -> Iterator[int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_tcp("127.0.0.1", port, proc)
-        yield port
-    finally:
-        stop_process(proc)
-
-
-@contextlib.contextmanager
-def redis(password: str | None = None) -> Iterator[int]:
-    binary = find_binary(("/usr/bin/redis-server", "redis-server"), "redis-server")
-    port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-            "no", "--daemonize", "no", "--dir", "/tmp", "--logfile", ""]
-    if password:
-        argv += ["--requirepass", password]
-    with server(argv, port) as p:
-        yield p
 
 
 async def test_redis() -> None:
@@ -55,14 +31,21 @@ async def test_redis() -> None:
 
 
 async def test_memcached() -> None:
-    binary = find_binary(("/usr/bin/memcached", "memcached"), "memcached")
-    port = free_port()
-    with server([binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16",
-                 "-u", "nobody"], port):
+    with memcached() as port:
         result, _ = await lua_check(str(LUA_TESTERS / "memcached.lua"), port)
         missing, _ = await lua_check(str(LUA_TESTERS / "memcached.lua"), port, params="key=k")
     assert result.ok and result.reason[:1].isdigit(), result
     assert missing.reason == "key k not found"
+
+
+async def test_mysql_greeting_of_mariadb() -> None:
+    script = str(LUA_TESTERS / "mysql.lua")
+    with mariadb() as db:
+        greeting, _ = await lua_check(script, db.port)
+        same, _ = await lua_check(script, db.port, params="version=10.")
+        other, _ = await lua_check(script, db.port, params="version=5.")
+    assert greeting.ok and greeting.reason.startswith("10.") and same.ok, (greeting, same)
+    assert other.reason.startswith("version ") and other.reason.endswith(", expected 5."), other
 
 
 async def test_vsftpd(tmp_path: Path) -> None:
@@ -74,10 +57,10 @@ async def test_vsftpd(tmp_path: Path) -> None:
     conf = tmp_path / "vsftpd.conf"
     conf.write_text("")
     port = free_port()
-    with server([binary, str(conf), "-olisten=YES", "-olisten_address=127.0.0.1",
-                 f"-olisten_port={port}", "-orun_as_launching_user=YES",
-                 "-oanonymous_enable=YES", "-ono_anon_password=YES", f"-oanon_root={root}",
-                 "-olocal_enable=NO", "-obackground=NO", "-oseccomp_sandbox=NO"], port):
+    with serving([binary, str(conf), "-olisten=YES", "-olisten_address=127.0.0.1",
+                  f"-olisten_port={port}", "-orun_as_launching_user=YES",
+                  "-oanonymous_enable=YES", "-ono_anon_password=YES", f"-oanon_root={root}",
+                  "-olocal_enable=NO", "-obackground=NO", "-oseccomp_sandbox=NO"], port):
         anonymous, _ = await lua_check(str(LUA_TESTERS / "ftp.lua"), port)
         local, _ = await lua_check(str(LUA_TESTERS / "ftp.lua"), port,
                                    params="user=root; password=x")
