@@ -815,9 +815,13 @@ class Runner:
             self._arm(flight.deadline, flight.started)
         try:
             flight.coro = tester.check(flight)  # type: ignore[arg-type]
-            flight.resume()
         except Exception as exc:  # check() itself is not a coroutine function: a bug
             flight.end(Result.down(self.tester_bug(tester, exc)))
+        else:
+            try:
+                flight.resume()
+            except Exception:
+                self.runner_bug(flight)
         flight.starting = False
 
     def watch(self, stream: Socket) -> int:
@@ -847,11 +851,18 @@ class Runner:
                 continue  # nothing waits on it: the next request finds the flags
             try:
                 flight.ready()
-            except Exception:  # a bug past the tester: keep serving the others
-                log.exception("Check of %s failed", flight.target.addr)
-                if flight.coro is not None:
-                    flight.abandon()
-                    flight.deliver(Result.down("internal error"), None)
+            except Exception:
+                self.runner_bug(flight)
+
+    @staticmethod
+    def runner_bug(flight: Flight) -> None:
+        """An exception out of the runner's own code (a tester's ends in ``Flight.raised``):
+        logged with its traceback; that check ends down, the others go on."""
+        log.exception("Check of %s failed inside the runner (a bug of surealived)",
+                      flight.target.addr)
+        if flight.coro is not None:
+            flight.abandon()
+            flight.deliver(Result.down("internal error"), None)
 
     def tester_bug(self, tester: Tester, exc: BaseException) -> str:
         """The reason of a check whose tester raised ``exc``; logged with its traceback once
