@@ -136,6 +136,8 @@ class Pool:
         """``request.stream`` into the pool: 1, also for a connection the real has closed
         (it is closed at once, as OpenResty's pool would on its first event)."""
         stream = request.stream
+        if stream.eof:  # read to its end ("*a"): closed, as OpenResty's
+            stream.close()
         state = state_of(stream) if not stream.unsent else DATA
         if state == DATA:
             raise IOFailure("pooling the connection: unread data", "connection in dubious state",
