@@ -223,6 +223,8 @@ async def test_descriptors_stay_bounded_and_close_with_the_runner(tmp_path: Path
      "nilclosed"),
     ("assert(s:setkeepalive()) return false, tostring(select(2, s:receive()))", "closed"),
     ("local ok, err = sd.tcp():setkeepalive() return false, err", "closed"),
+    ("s:send('bye\\n') s:receive('*a') local ok, err = s:setkeepalive() return false, err",
+     "closed"),
     ("return s:setkeepalive(-1)", "bad argument #1 to 'setkeepalive' (milliseconds "
      "0..2147483647 expected, got -1)"),
     ("return s:setkeepalive(1e300)", "bad argument #1 to 'setkeepalive' (milliseconds"),
