@@ -8,7 +8,10 @@ values, a fixed shape per code; the codes are ``codes.py``'s) and ``run_script``
 thread with the reply: data, a count, ``true``, or ``nil, err[, partial]``. A finished check
 yields ``DONE, status, reason, weight``. Errors are short and lowercase as OpenResty's
 (``timeout``, ``closed``, ``connection refused``: the runner's ``IOFailure.word``). A read
-timeout leaves the socket usable; every other error closes it.
+timeout leaves the socket usable and hands back what had arrived as its partial; every other
+error closes it. ``setkeepalive`` parks a connection in the runner's keepalive pool
+(``engine/pool.py``) under a key of the script, its params and the real, which ``connect``
+looks in first once the script has parked any.
 
 Sockets reach the real under test only: ``connect`` accepts the real's address (any port), so a
 script cannot be used to reach other hosts. The test port, from the tester's own source address,
