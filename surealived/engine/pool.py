@@ -5,9 +5,10 @@ Strategy: the pool belongs to the runner (one per daemon, one per ``run_check``)
 everything it holds when the runner closes. A connection is filed under a key its user builds
 (the bridge: script, parameters, the real's address and port, source, TLS, pool name), so a
 connection is only ever handed to a check of the same target; a key's pool is made with a size
-(its first ``Park`` fixes it, as OpenResty's) and loses its oldest connection when a new one
-would not fit. The runner's whole pool holds at most ``MAX_IDLE`` connections (the oldest goes
-first), and each leaves after its idle time (the runner's timers, so fake time drives them).
+(its first ``Park`` fixes it, as OpenResty's, for as long as it holds connections) and loses
+its oldest connection when a new one would not fit. The runner's whole pool holds at most
+``MAX_IDLE`` connections (the oldest goes first), and each leaves after its idle time (the
+runner's timers, so fake time drives them).
 
 While idle, a connection stays in the runner's epoll set with an ``Idle`` as its flight: any
 readiness lands in ``Idle.ready``, and a connection the real closed or sent data on is dropped
