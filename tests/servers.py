@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,13 +259,14 @@ def serving(argv: list[str], port: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def redis(password: str | None = None) -> Iterator[int]:
-    """A redis-server on 127.0.0.1 without persistence (``requirepass`` when ``password``);
-    yields its port."""
+def redis(password: str | None = None, listen: str = "127.0.0.1") -> Iterator[int]:
+    """A redis-server on ``listen`` (0.0.0.0: every address of a benchmark's namespace) without
+    persistence (``requirepass`` when ``password``); yields its port."""
     binary = find_binary(("/usr/bin/redis-server", "redis-server"), "redis-server")
     port = free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-            "no", "--daemonize", "no", "--dir", "/tmp", "--logfile", ""]
+    # bound to every address without a password, protected mode takes 127.0.0.1 and ::1 only
+    argv = [binary, "--bind", listen, "--port", str(port), "--protected-mode", "no", "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", "/tmp", "--logfile", ""]
     if password:
         argv += ["--requirepass", password]
     with serving(argv, port) as p:
@@ -414,11 +415,12 @@ async def misbehave(mode: str, reply: bytes, reader: asyncio.StreamReader,
 
 
 @contextlib.asynccontextmanager
-async def bad_udp_server(mode: str, host: str = "127.0.0.1") -> AsyncIterator[int]:
+async def bad_udp_server(mode: str, host: str = "127.0.0.1", *,
+                         reply: Callable[[bytes], bytes] | None = None) -> AsyncIterator[int]:
     """A UDP server that answers DNS queries wrongly; yields its port.
 
     silent: never answers. garbage: the query's ID, then junk. wrong_id: a reply with another
-    ID (and no right one). truncated_header: a reply of 5 bytes."""
+    ID (and no right one). truncated_header: a reply of 5 bytes. scripted: ``reply(query)``."""
 
     class Protocol(asyncio.DatagramProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -432,6 +434,8 @@ async def bad_udp_server(mode: str, host: str = "127.0.0.1") -> AsyncIterator[in
                 self.transport.sendto(wrong + data[12:], addr)
             elif mode == "truncated_header":
                 self.transport.sendto(data[:2] + b"\x84\x00\x00", addr)
+            elif mode == "scripted" and reply is not None:
+                self.transport.sendto(reply(data), addr)
 
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, 0))
