@@ -81,9 +81,14 @@ class RealStats:
         if self.window:
             slot = self.sampled % self.window * 3
             samples = self.samples
-            samples[slot] = min(conn, _SAMPLE_MAX)
-            samples[slot + 1] = min(timing.resp_us, _SAMPLE_MAX)
-            samples[slot + 2] = min(timing.total_us, _SAMPLE_MAX)
+            try:
+                samples[slot] = conn
+                samples[slot + 1] = timing.resp_us
+                samples[slot + 2] = timing.total_us
+            except OverflowError:  # over 35 minutes: kept as the most a sample holds
+                samples[slot] = min(conn, _SAMPLE_MAX)
+                samples[slot + 1] = min(timing.resp_us, _SAMPLE_MAX)
+                samples[slot + 2] = min(timing.total_us, _SAMPLE_MAX)
             self.sampled += 1
         self.total += 1
         self.last = timing
