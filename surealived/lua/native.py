@@ -1,7 +1,7 @@
-"""The native helpers behind ``ngx.lua`` (digests, base64, CRC-32, URI unescaping, 32-bit
-bitwise operations and RE2 regexes): plain functions of bytes and numbers that Lua calls.
+"""The native helpers behind ``ngx.lua`` and ``libs.lua`` (digests, base64, CRC-32, URI
+unescaping, the clock and RE2 regexes): plain functions of bytes and numbers that Lua calls.
 
-``Natives(runtime)`` is one runtime's set: ``table()`` is what ``runtime.py`` hands to the Lua
+``Natives()`` is one runtime's set: ``table()`` is what ``runtime.py`` hands to the Lua
 files as ``lib.native``. ``ngx.lua`` keeps each function in an upvalue of a Lua function of its
 own, which checks the arguments first (types, sizes, the budget), so that only strings and
 numbers ever reach these functions and no script can reach a Python object. Nothing here raises
@@ -96,37 +96,6 @@ def unescape_uri(text: bytes) -> bytes:
     if b"%" not in text and b"+" not in text:
         return text
     return _UNESCAPE.sub(_unescaped, text)
-
-
-def _tobit(x: int | float) -> int:
-    """LuaBitOp's conversion: rounded to an integer (half to even), modulo 2^32, signed."""
-    if isinstance(x, float):
-        if x != x or x in (float("inf"), float("-inf")):
-            return 0
-        x = round(x)
-    x &= 0xFFFFFFFF
-    return x - 0x100000000 if x & 0x80000000 else x
-
-
-def band(*args: int | float) -> int:
-    r = -1
-    for a in args:
-        r &= _tobit(a)
-    return _tobit(r)
-
-
-def bor(*args: int | float) -> int:
-    r = 0
-    for a in args:
-        r |= _tobit(a)
-    return _tobit(r)
-
-
-def bxor(*args: int | float) -> int:
-    r = 0
-    for a in args:
-        r ^= _tobit(a)
-    return _tobit(r)
 
 
 def now() -> float:
@@ -269,6 +238,6 @@ class Natives:
         return {
             b"digest": digest, b"hmac_sha1": hmac_sha1, b"crc32": crc32,
             b"encode_base64": encode_base64, b"decode_base64": decode_base64,
-            b"unescape_uri": unescape_uri, b"band": band, b"bor": bor, b"bxor": bxor,
-            b"now": now, b"getpid": getpid, b"re_meta": self.re_meta, b"re_exec": self.re_exec,
+            b"unescape_uri": unescape_uri, b"now": now, b"getpid": getpid,
+            b"re_meta": self.re_meta, b"re_exec": self.re_exec,
         }

@@ -1,5 +1,5 @@
 """native.py's pure helpers, without Lua: nginx's base64 and URI unescaping rules, PCRE's
-extended syntax rewritten for RE2, LuaBitOp's conversion, and the regex cache's bound."""
+extended syntax rewritten for RE2, and the regex cache's bound."""
 
 from __future__ import annotations
 
@@ -32,14 +32,6 @@ def test_unescape_uri_follows_nginx(text: bytes, want: bytes) -> None:
 ])
 def test_extended_syntax(pattern: bytes, want: bytes) -> None:
     assert native.extended(pattern) == want
-
-
-@pytest.mark.parametrize(("x", "want"), [
-    (0, 0), (-1, -1), (0xFFFFFFFF, -1), (2**32, 0), (2**40 + 1234, 1234), (1.5, 2), (2.5, 2),
-    (-1.5, -2), (float("nan"), 0), (float("inf"), 0), (2**31, -(2**31)),
-])
-def test_tobit(x: float, want: int) -> None:
-    assert native.band(x) == want
 
 
 def test_the_regex_cache_is_bounded_and_errors_are_values() -> None:

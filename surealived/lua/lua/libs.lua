@@ -1,7 +1,7 @@
 -- libs.lua: the libraries OpenResty users expect to find, as built-in modules (require() reads
 -- ``lib.builtin_modules``: name -> module, each table behind a read-only proxy):
---   bit            LuaBitOp: 32-bit signed results in Lua's doubles (band, bor and bxor in
---                  native.py, the shifts and the rest in Lua: their arithmetic is exact);
+--   bit            LuaBitOp: 32-bit signed results in Lua's doubles, all in Lua (exact
+--                  arithmetic on doubles; faster than calls into Python);
 --   cjson          encode/decode in Lua, cjson's rules (arrays, null, sparse arrays, errors);
 --   cjson.safe     the same, returning nil, err instead of raising;
 --   resty.md5, resty.sha1, resty.sha224, resty.sha256, resty.sha384, resty.sha512
@@ -14,12 +14,13 @@ local lib = ...
 local native, sandbox, raw = lib.native, lib.sandbox, lib.bounded.raw
 local frozen, ngxlib = lib.frozen, lib.ngx
 local null, to_hex = ngxlib.null, ngxlib.to_hex
-local charge, sb_pcall = sandbox.charge, sandbox.pcall
+local charge, reraise_if_killed = sandbox.charge, sandbox.reraise_if_killed
 local STRING_MAX = lib.bounded.STRING_MAX
-local py_digest, py_band, py_bor, py_bxor = native.digest, native.band, native.bor, native.bxor
+local py_digest = native.digest
 
-local type, tostring, tonumber, error, select, next, unpack = type, tostring, tonumber, error,
-  select, next, unpack
+local type, tostring, tonumber, error, select, next = type, tostring, tonumber, error,
+  select, next
+local pcall = pcall  -- the real one: around encode and decode only, which never yield
 local setmetatable, rawget, raw_getmetatable = setmetatable, rawget, debug.getmetatable
 local floor, huge = math.floor, math.huge
 local s_find, s_match, s_gsub, s_sub, s_format, concat = raw.find, raw.match, raw.gsub,
@@ -42,10 +43,10 @@ end
 
 -- x as an unsigned 32-bit value (LuaBitOp's conversion; NaN and infinities are 0)
 local function u32(x, n, fname)
-  local v = number(x, n, fname)
-  if v ~= v or v == huge or v == -huge then return 0 end
-  if v > -2 ^ 51 and v < 2 ^ 51 then v = (v + ROUND) - ROUND end
-  return v % M32  -- exact: a power of two
+  if type(x) ~= "number" then x = number(x, n, fname) end
+  if x > -2 ^ 51 and x < 2 ^ 51 then return ((x + ROUND) - ROUND) % M32 end  -- exact
+  if x ~= x or x == huge or x == -huge then return 0 end
+  return x % M32
 end
 
 local function signed(u)
@@ -53,17 +54,42 @@ local function signed(u)
   return u
 end
 
-local function variadic(py, fname)
+-- band, bor, bxor: 4 bits at a time through a table of the 256 pairs of nibbles (in Lua this
+-- is faster than a call into Python)
+local function nibble_table(f)
+  local t = {}
+  for x = 0, 15 do
+    for y = 0, 15 do
+      local r, v, a, b = 0, 1, x, y
+      for _ = 1, 4 do
+        if f(a % 2, b % 2) then r = r + v end
+        a, b, v = floor(a / 2), floor(b / 2), v * 2
+      end
+      t[x * 16 + y] = r
+    end
+  end
+  return t
+end
+
+local function bitwise(f, fname)
+  local T = nibble_table(f)
+  local function two(a, b)  -- of two unsigned values
+    local r, m = 0, 1
+    for _ = 1, 8 do
+      local x, y = a % 16, b % 16
+      r = r + T[x * 16 + y] * m
+      a, b, m = (a - x) / 16, (b - y) / 16, m * 16
+    end
+    return r
+  end
   return function(...)
     local n = select("#", ...)
-    if n == 2 then
-      local a, b = ...
-      return py(number(a, 1, fname), number(b, 2, fname))
-    end
-    local args = { ... }
-    if n == 0 then number(nil, 1, fname) end
-    for i = 1, n do args[i] = number(args[i], i, fname) end
-    return py(unpack(args, 1, n))
+    local a, b = ...
+    local r = u32(a, 1, fname)
+    if n == 1 then return signed(r) end
+    r = two(r, u32(b, 2, fname))
+    for i = 3, n do r = two(r, u32((select(i, ...)), i, fname)) end
+    return signed(r)
   end
 end
 
@@ -74,8 +100,9 @@ end
 local bit = {
   tobit = function(x) return signed(u32(x, 1, "tobit")) end,
   bnot = function(x) return signed(M32 - 1 - u32(x, 1, "bnot")) end,
-  band = variadic(py_band, "band"), bor = variadic(py_bor, "bor"),
-  bxor = variadic(py_bxor, "bxor"),
+  band = bitwise(function(x, y) return x == 1 and y == 1 end, "band"),
+  bor = bitwise(function(x, y) return x == 1 or y == 1 end, "bor"),
+  bxor = bitwise(function(x, y) return x ~= y end, "bxor"),
   lshift = function(x, n)
     return signed(u32(x, 1, "lshift") * 2 ^ shift_of(n, "lshift") % M32)
   end,
@@ -259,8 +286,10 @@ local function new_cjson(safe)
   -- decode: byte by byte in Lua, the C library only for runs it scans once (charged up front)
   local s, pos
 
-  local function fail(msg, at)
-    error(msg .. " at character " .. at, 0)
+  -- "Expected <what> but found <token> at character <at>", the token named when not given
+  local function fail(what, at, token)
+    token = token or (at > #s and "T_END" or "invalid token")
+    error("Expected " .. what .. " but found " .. token .. " at character " .. at, 0)
   end
 
   local function skip()
@@ -275,7 +304,7 @@ local function new_cjson(safe)
     local j = pos + 1
     while true do
       local k = s_find(s, "[\"\\%z\1-\31]", j)
-      if not k then fail("Expected string end but found T_END", #s + 1) end
+      if not k then fail("string end", #s + 1) end
       local c = s_byte(s, k)
       if c == 34 then
         pos = k + 1
@@ -283,7 +312,7 @@ local function new_cjson(safe)
         parts[n + 1] = s_sub(s, j, k - 1)
         return concat(parts)
       elseif c ~= 92 then
-        fail("Expected string end but found invalid control character", k)
+        fail("string end", k, "invalid control character")
       end
       parts = parts or {}
       n = n + 1
@@ -292,15 +321,15 @@ local function new_cjson(safe)
       local r = UNESCAPE[e]
       j = k + 2
       if not r then
-        if e ~= "u" then fail("Expected value but found invalid escape code", k) end
+        if e ~= "u" then fail("value", k, "invalid escape code") end
         local hex = s_match(s, "^[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]", j)
-        if not hex then fail("Expected value but found invalid unicode escape code", k) end
+        if not hex then fail("value", k, "invalid unicode escape code") end
         local cp = tonumber(hex, 16)
         j = j + 4
         if cp >= 0xD800 and cp <= 0xDFFF then
           local low = cp <= 0xDBFF
             and s_match(s, "^\\u([dD][c-fC-F][0-9a-fA-F][0-9a-fA-F])", j)
-          if not low then fail("Expected value but found invalid unicode escape code", k) end
+          if not low then fail("value", k, "invalid unicode escape code") end
           cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(low, 16) - 0xDC00)
           j = j + 6
         end
@@ -327,19 +356,19 @@ local function new_cjson(safe)
         pos = e + 1
         return 0 / 0
       end
-      fail("Expected value but found invalid token", pos)
+      fail("value", pos)
     end
     local digits = s_byte(s, a) == 45 and a + 1 or a
     if s_byte(s, digits) == 48 and b > digits then
-      fail("Expected value but found invalid number", pos)
+      fail("value", pos, "invalid number")
     end
     local _, e = s_find(s, "^%.[0-9]+", b + 1)
     if e then b = e elseif s_byte(s, b + 1) == 46 then
-      fail("Expected value but found invalid number", pos)
+      fail("value", pos, "invalid number")
     end
     _, e = s_find(s, "^[eE][-+]?[0-9]+", b + 1)
     if e then b = e elseif s_find(s, "^[eE]", b + 1) then
-      fail("Expected value but found invalid number", pos)
+      fail("value", pos, "invalid number")
     end
     local v = tonumber(s_sub(s, pos, b))
     pos = b + 1
@@ -354,7 +383,7 @@ local function new_cjson(safe)
     if c == 123 or c == 91 then  -- { or [
       depth = depth + 1
       if depth > cfg.decode_depth then
-        fail("Found too many nested data structures (" .. depth .. ")", pos)
+        error("Found too many nested data structures (" .. depth .. ") at character " .. pos, 0)
       end
       local t, close = {}, c == 123 and 125 or 93
       pos = pos + 1
@@ -369,11 +398,11 @@ local function new_cjson(safe)
         if c == 123 then
           skip()
           if s_byte(s, pos) ~= 34 then
-            fail("Expected object key string but found invalid token", pos)
+            fail("object key string", pos)
           end
           local key = string_at()
           skip()
-          if s_byte(s, pos) ~= 58 then fail("Expected colon but found invalid token", pos) end
+          if s_byte(s, pos) ~= 58 then fail("colon", pos) end
           pos = pos + 1
           t[key] = decode_value(depth)
         else
@@ -385,8 +414,7 @@ local function new_cjson(safe)
         pos = pos + 1
         if d == close then break end
         if d ~= 44 then
-          fail(c == 123 and "Expected comma or object end but found invalid token"
-               or "Expected comma or array end but found invalid token", pos - 1)
+          fail(c == 123 and "comma or object end" or "comma or array end", pos - 1)
         end
       end
       if c == 91 and cfg.array_with_mt then setmetatable(t, array_mt) end
@@ -394,7 +422,7 @@ local function new_cjson(safe)
     elseif c == 34 then
       return string_at()
     elseif c == nil then
-      fail("Expected value but found T_END", pos)
+      fail("value", pos)
     end
     local literal = LITERALS[s_char(c)]
     if literal and s_sub(s, pos, pos + #literal[1] - 1) == literal[1] then
@@ -415,7 +443,7 @@ local function new_cjson(safe)
     s, pos = text, 1
     local v = decode_value(0)
     skip()
-    if pos <= #s then fail("Expected the end but found invalid token", pos) end
+    if pos <= #s then fail("the end", pos) end
     s = nil
     return v
   end
@@ -423,8 +451,9 @@ local function new_cjson(safe)
   -- raising, with the caller's position (as the C library's errors); or nil, err (cjson.safe)
   local function entry(f)
     return function(v)
-      local ok, r = sb_pcall(f, v)
+      local ok, r = pcall(f, v)
       if ok then return r end
+      reraise_if_killed(r)
       buf, s = nil, nil  -- what a failed call left
       if safe then return nil, r end
       error(r, 2)
