@@ -209,3 +209,16 @@ async def test_the_regex_cache_is_bounded(tmp_path: Path) -> None:
       return true"""
     result = await run_body(tmp_path, body)
     assert result.ok, result.reason
+
+
+async def test_searches_of_other_subjects_inside_a_gsub(tmp_path: Path) -> None:
+    """The subject kept between the matches of one gsub is the right one even when the
+    replace function searches other strings in between."""
+    body = """
+      local out, n = ngx.re.gsub("a1b2c3", "[0-9]", function(m)
+        local inner = ngx.re.match("x" .. m[0] .. "y", "x([0-9])y")
+        return "<" .. inner[1] .. ">"
+      end)
+      return out == "a<1>b<2>c<3>" and n == 3, out"""
+    result = await run_body(tmp_path, body)
+    assert result.ok, result.reason

@@ -108,8 +108,14 @@ local function compiled(regex, flags)
 end
 
 -- The subject native.py holds from the last search: a search of the same string again (the
--- next match of gmatch or gsub) sends ``false`` instead of copying it once more.
+-- next match of gmatch or gsub) sends ``false`` instead of copying it once more. It is known
+-- only once re_exec returned (a call that failed on its way may not have reached Python).
 local last = nil
+
+local function searched(subject, ...)
+  last = subject
+  return ...
+end
 
 -- search(...): re_exec's values for the first match at or after byte offset pos (0-based), nil
 -- when there is none, or nil, err when the search would cost too much.
@@ -124,14 +130,10 @@ local function search(regex, flags, meta, subject, pos, nth)
                 .. " regex instructions > " .. SEARCH_MAX .. " (search a smaller subject)"
   end
   charge(n - pos + 1)
-  local arg = subject
-  if rawequal(subject, last) then
-    arg = false
-  else
-    last = subject
-    charge(n)
-  end
-  return re_exec(regex, flags, arg, pos, nth)
+  if rawequal(subject, last) then return re_exec(regex, flags, false, pos, nth) end
+  last = nil
+  charge(n)
+  return searched(subject, re_exec(regex, flags, subject, pos, nth))
 end
 
 -- The captures table of a match whose spans are s (0-based start, end of each group; -1 when a
