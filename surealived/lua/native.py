@@ -31,8 +31,8 @@ from typing import Any
 import re2
 from re2 import _re2
 
-REGEX_CACHE = 256  # compiled regexes kept per runtime
-REGEX_MEMORY = 4 << 20  # bytes RE2 may use for one regex (its program and its DFA cache)
+REGEX_CACHE = 128  # compiled regexes kept per runtime (their memory is outside the Lua cap)
+REGEX_MEMORY = 1 << 20  # bytes RE2 may use for one regex (its program and its DFA cache)
 MAX_GROUPS = 1000  # capture groups of a regex (their spans come back as one Lua call's values)
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED

@@ -3,7 +3,8 @@
     .venv/bin/python tests/bench/bench_ngx.py [--calls 20000]
 
 Each figure is one check that calls the operation ``--calls`` times (pausing with sd.sleep(0)
-every 1000 calls, so the CPU slice of a check does not end it) and divides this process's CPU
+every 1000 calls, so the CPU slice of a check does not end it; the hostile regexes 10 times, a
+pause after each) and divides this process's CPU
 time by the calls, minus an empty loop's. ``bit.band (pure Lua)`` is a nibble-table band written
 in Lua, the alternative to native.py's band, for comparison.
 """
@@ -49,6 +50,7 @@ local headers = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1
 local page = string.rep("lorem ipsum dolor sit amet ", 4000) .. "Welcome"
 local doc = { status = "ok", checks = { { name = "db", up = true, ms = 1.25 } }, n = 7 }
 local doc_json = cjson.encode(doc)
+local a100k, a1m = string.rep("a", 100000), string.rep("a", 2^20)
 """
 
 OPS = {
@@ -66,15 +68,21 @@ OPS = {
     "cjson.encode (small doc)": "cjson.encode(doc)",
     "cjson.decode (small doc)": "cjson.decode(doc_json)",
 }
+# backtracking bombs for PCRE: linear here (a few calls each, the figure per call)
+HOSTILE = {
+    "ngx.re.match (a+)+$ on 100 kB": 'ngx.re.match(a100k, "(a+)+$")',
+    "ngx.re.match (a+)+$ on 1 MiB": 'ngx.re.match(a1m, "(a+)+$")',
+    "ngx.re.find ^(a|aa)+$ on 1 MiB + b": 'ngx.re.find(a1m .. "b", "^(a|aa)+$")',
+}
 
 
-def script_for(op: str, calls: int) -> str:
+def script_for(op: str, calls: int, pause: int) -> str:
     return PRELUDE + f"""
 function check(t)
   local c0 = os.clock()
   for i = 1, {calls} do
     {op}
-    if i % 1000 == 0 then sd.sleep(0) end
+    if i % {pause} == 0 then sd.sleep(0) end
   end
   return false, tostring(os.clock() - c0)
 end
@@ -88,17 +96,19 @@ async def main() -> None:
     SCRIPTS.set_limits(64 << 20, 10**10)
     directory = Path(tempfile.mkdtemp())
     base = 0.0
-    for name, op in OPS.items():
-        path = write_script(directory, script_for(op, args.calls), f"{abs(hash(name))}.lua")
+    runs = [(name, op, args.calls, 1000) for name, op in OPS.items()]
+    runs += [(name, op, 10, 1) for name, op in HOSTILE.items()]
+    for name, op, calls, pause in runs:
+        path = write_script(directory, script_for(op, calls, pause), f"{abs(hash(name))}.lua")
         result, _ = await lua_check(path, 1, timeout=120)
         try:
             seconds = float(result.reason)
         except ValueError:
             sys.exit(f"{name}: {result.reason}")
-        per_call = seconds / args.calls * 1e6
+        per_call = seconds / calls * 1e6
         if name == "empty loop":
             base = per_call
-        print(f"{name:32} {per_call - base:8.2f} µs/call")
+        print(f"{name:36} {per_call - base:10.2f} µs/call")
 
 
 if __name__ == "__main__":
