@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import fcntl
 import os
 import sys
 import threading
+
+from .lockfile import Locked, take
 
 _ready_fd: int | None = None
 _name = "surealived"  # the program named in the first process's error message
@@ -124,23 +125,12 @@ def is_daemonized_pending() -> bool:
 
 
 def hold_pid_file(path: str) -> int:
-    """Write our pid into ``path`` under an exclusive ``flock`` kept for the process's life;
-    the file is removed at exit. Returns the descriptor that holds the lock."""
+    """Write our pid into ``path`` under an exclusive ``flock`` kept for the process's life
+    (``lockfile.take``); the file is removed at exit. Returns the descriptor that holds it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise PidFileError(f"pid file {path}: cannot open: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise PidFileError(f"pid file {path} is locked by pid {holder}: "
-                               "is another daemon running?") from exc
-        raise PidFileError(f"pid file {path}: cannot lock: {exc.strerror}") from exc
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+        fd = take(path, "surealived", "is another daemon running?", what="pid file")
+    except Locked as exc:
+        raise PidFileError(str(exc)) from None
     os.fsync(fd)
     pid = os.getpid()
 

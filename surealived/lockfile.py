@@ -1,6 +1,7 @@
 """An exclusive ``flock`` on a file that holds its owner's pid: one process per set of files.
 
-Used by surealived (one per state folder) and ipvssync (one per set of sync files). A lock left
+Used by surealived (one per state folder, and its ``-d`` pid file) and ipvssync (one per set of
+sync files). A lock left
 by a dead process is free again (the kernel drops an ``flock`` with its last descriptor), so the
 file is never removed: removing it at exit would let a starting process lock an inode that a
 third one no longer sees.
@@ -17,13 +18,13 @@ class Locked(Exception):
     """Another process holds the lock, or the lock file cannot be used (the message says)."""
 
 
-def take(path: str, program: str, hint: str) -> int:
+def take(path: str, program: str, hint: str, what: str = "instance lock") -> int:
     """Lock ``path`` and write our pid in it; returns the descriptor that holds the lock (keep
-    it open). ``Locked`` names the holder's pid, the lock, and ``hint``."""
+    it open). ``Locked`` names the holder's pid, the lock (``what`` it is), and ``hint``."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise Locked(f"cannot open the instance lock {path}: {exc.strerror}") from None
+        raise Locked(f"cannot open the {what} {path}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -31,9 +32,8 @@ def take(path: str, program: str, hint: str) -> int:
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
             who = f"pid {holder}" if holder.isdigit() else "a process that is still starting"
-            raise Locked(f"another {program} ({who}) holds the instance lock {path}: {hint}"
-                         ) from None
-        raise Locked(f"cannot lock the instance lock {path}: {exc.strerror}") from None
+            raise Locked(f"another {program} ({who}) holds the {what} {path}: {hint}") from None
+        raise Locked(f"cannot lock the {what} {path}: {exc.strerror}") from None
     write_pid(fd)
     return fd
 

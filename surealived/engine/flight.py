@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import _socket
 import asyncio
+import contextlib
 import errno
 import logging
 import select
@@ -37,6 +38,7 @@ from typing import Any
 
 from ..tester_api import ProbeError, Result, Target, Tester
 from .buffer import ReceiveBuffer
+from .pool import Pool, serve_park, serve_reuse
 from .probe import CheckProbe
 from .requests import (
     EXACTLY,
@@ -46,8 +48,10 @@ from .requests import (
     UNTIL,
     Connect,
     OpenDatagram,
+    Park,
     Receive,
     ReceiveDatagram,
+    Reuse,
     Send,
     Sleep,
     Spawn,
@@ -276,7 +280,8 @@ def _connected(flight: Flight, request: Connect, stream: Stream) -> Any:
     return _handshaking(flight, request)
 
 
-def begin_tls(flight: Flight, stream: Stream, sni: str | None, verify: bool) -> None:
+def begin_tls(flight: Flight, stream: Stream, sni: str | None, verify: bool,
+              session: ssl.SSLSession | None = None) -> None:
     if stream.tls is not None:
         raise IOFailure("TLS is already on", "TLS is already on")
     target = flight.target
@@ -284,6 +289,9 @@ def begin_tls(flight: Flight, stream: Stream, sni: str | None, verify: bool) -> 
     stream.tls_in, stream.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     stream.tls = context.wrap_bio(stream.tls_in, stream.tls_out,
                                   server_hostname=sni or (target.addr if verify else None))
+    if session is not None:
+        with contextlib.suppress(ValueError):  # made with another context: a full handshake
+            stream.tls.session = session
     if stream.buffer:  # bytes that came before STARTTLS belong to the handshake
         stream.tls_in.write(stream.buffer.extract_rest())
     flight.wait_stream = stream
@@ -340,7 +348,8 @@ def _handshake_done(flight: Flight, request: Any, stream: Stream) -> Any:
     flight.phase = None
     assert stream.tls is not None
     if flight.transcript is not None:
-        flight.transcript.note(f"TLS {stream.tls.version()} {stream.tls.cipher()}")
+        resumed = " (session reused)" if stream.tls.session_reused else ""
+        flight.transcript.note(f"TLS {stream.tls.version()} {stream.tls.cipher()}{resumed}")
     if type(request) is not Connect:
         return True
     if not flight.connected:
@@ -352,7 +361,7 @@ def serve_start_tls(flight: Flight, request: StartTls) -> Any:
     stream = request.stream
     if stream.sock is None:
         raise _closed_socket("TLS handshake")
-    begin_tls(flight, stream, request.sni, request.verify)
+    begin_tls(flight, stream, request.sni, request.verify, request.session)
     flight.retry_fn = _handshaking
     return _handshaking(flight, request)
 
@@ -369,8 +378,21 @@ def serve_send(flight: Flight, request: Send) -> Any:
         return _send_datagram(flight, request)
     if stream.tls is not None:
         stream.tls.write(data)
-    else:
-        stream.unsent = bytes(stream.unsent) + data if stream.unsent else data
+    elif stream.unsent:
+        stream.unsent = bytes(stream.unsent) + data
+    else:  # the usual send: all of it at once, or the rest waits in ``unsent``
+        try:
+            n = stream.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            stream.close()
+            raise os_failure("sending", exc) from None
+        if n == len(data):
+            stream.sent += n
+            return n
+        stream.unsent = memoryview(data)[n:]
+        stream.writable = False
     flight.wait_stream = stream
     return _sending(flight, request)
 
@@ -423,6 +445,8 @@ def serve_receive(flight: Flight, request: Receive) -> Any:
     buffer = stream.buffer
     mode = request.mode
     if mode == EXACTLY and not buffer and not stream.eof and stream.sock is not None:
+        if not stream.readable:
+            return WAIT
         got = stream.fill(request, request.size)
         if got is False:
             return WAIT
@@ -504,6 +528,7 @@ SERVE: dict[type, Callable[[Flight, Any], Any]] = {
     Connect: serve_connect, StartTls: serve_start_tls, Send: serve_send,
     Receive: serve_receive, OpenDatagram: serve_open_datagram,
     ReceiveDatagram: serve_receive_datagram, Sleep: serve_sleep, Spawn: serve_spawn,
+    Reuse: serve_reuse, Park: serve_park,
 }
 # what a request that waits is retried with when its socket is ready
 RETRY: dict[type, Callable[[Flight, Any], Any]] = {
@@ -615,7 +640,9 @@ class Flight(CheckProbe):
             self.resume(None, failure)
             return
         if value is not WAIT:
-            self.served()
+            self.request = self.retry_fn = self.wait_stream = None
+            if self.timer is not None:
+                self.served()
             self.resume(value)
 
     def served(self) -> None:
@@ -800,6 +827,7 @@ class Runner:
         self.timer_at = 0.0
         self.batch = 0  # the readiness batch being served (see watch)
         self.reported_bugs: set[tuple[str, str]] = set()
+        self.pool = Pool(self.call_later)  # idle connections kept by checks (setkeepalive)
         loop.add_reader(self.epoll.fileno(), self._on_ready)
 
     def start(self, check: Any, tester: Tester, target: Target, settings: Mapping[str, Any],
@@ -815,9 +843,13 @@ class Runner:
             self._arm(flight.deadline, flight.started)
         try:
             flight.coro = tester.check(flight)  # type: ignore[arg-type]
-            flight.resume()
         except Exception as exc:  # check() itself is not a coroutine function: a bug
             flight.end(Result.down(self.tester_bug(tester, exc)))
+        else:
+            try:
+                flight.resume()
+            except Exception:
+                self.runner_bug(flight)
         flight.starting = False
 
     def watch(self, stream: Socket) -> int:
@@ -847,11 +879,18 @@ class Runner:
                 continue  # nothing waits on it: the next request finds the flags
             try:
                 flight.ready()
-            except Exception:  # a bug past the tester: keep serving the others
-                log.exception("Check of %s failed", flight.target.addr)
-                if flight.coro is not None:
-                    flight.abandon()
-                    flight.deliver(Result.down("internal error"), None)
+            except Exception:
+                self.runner_bug(flight)
+
+    @staticmethod
+    def runner_bug(flight: Flight) -> None:
+        """An exception out of the runner's own code (a tester's ends in ``Flight.raised``):
+        logged with its traceback; that check ends down, the others go on."""
+        log.exception("Check of %s failed inside the runner (a bug of surealived)",
+                      flight.target.addr)
+        if flight.coro is not None:
+            flight.abandon()
+            flight.deliver(Result.down("internal error"), None)
 
     def tester_bug(self, tester: Tester, exc: BaseException) -> str:
         """The reason of a check whose tester raised ``exc``; logged with its traceback once
@@ -904,6 +943,7 @@ class Runner:
                     flight.abandon()
         for task in list(self.tasks):
             task.cancel()
+        self.pool.close()
         for stream in list(self.sockets.values()):
             stream.close()
         self.deadlines.clear()

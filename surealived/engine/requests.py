@@ -80,15 +80,18 @@ class Connect(Request):
 
 
 class StartTls(Request):
-    """A TLS handshake on a connected stream (SNI ``sni``; the CA file is the target's)."""
+    """A TLS handshake on a connected stream (SNI ``sni``; the CA file is the target's),
+    offering ``session`` (an ``ssl.SSLSession`` of an earlier handshake) for resumption."""
 
-    __slots__ = ("ms", "sni", "stream", "verify")
+    __slots__ = ("ms", "session", "sni", "stream", "verify")
 
-    def __init__(self, stream: Any, sni: str | None, verify: bool, ms: float = 0) -> None:
+    def __init__(self, stream: Any, sni: str | None, verify: bool, ms: float = 0,
+                 session: Any = None) -> None:
         self.stream = stream
         self.sni = sni
         self.verify = verify
         self.ms = ms
+        self.session = session
 
     def step(self) -> str:
         return "TLS handshake"
@@ -162,6 +165,42 @@ class ReceiveDatagram(Request):
 
     def step(self) -> str:
         return f"waiting for {self.what}"
+
+
+class Reuse(Request):
+    """An idle connection of the runner's keepalive pool (``engine/pool.py``) filed under
+    ``key``, now the check's: the reply is ``(stream, times reused)``, or None when there is
+    none."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[Any, ...]) -> None:
+        self.key = key
+
+    def step(self) -> str:
+        return "connecting"
+
+
+class Park(Request):
+    """A stream of the check handed to the keepalive pool under ``key``, idle for at most
+    ``seconds``, in a pool of at most ``size`` for the key; ``reused`` and ``tls`` are kept
+    with it for the check that takes it up. The reply is 1; an ``IOFailure`` when the
+    connection has unread data (``connection in dubious state``, the stream stays the
+    check's) or is closed."""
+
+    __slots__ = ("key", "reused", "seconds", "size", "stream", "tls")
+
+    def __init__(self, stream: Any, key: tuple[Any, ...], seconds: float, size: int,
+                 reused: int = 0, tls: Any = None) -> None:
+        self.stream = stream
+        self.key = key
+        self.seconds = seconds
+        self.size = size
+        self.reused = reused
+        self.tls = tls
+
+    def step(self) -> str:
+        return "pooling the connection"
 
 
 class Sleep(Request):

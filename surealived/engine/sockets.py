@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import struct
+from typing import Any
 
 from ..tester_api import ProbeError, Target
 
@@ -64,7 +65,29 @@ def describe_oserror(step: str, exc: OSError) -> str:
     return f"{step}: {strerror(exc)}"
 
 
+HOST_MISMATCH = "certificate host mismatch"
+_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def verify_word(exc: ssl.SSLCertVerificationError) -> str:
+    """A failed certificate check in OpenResty's words: ``certificate host mismatch``, or
+    OpenSSL's code and text (``18: self-signed certificate``)."""
+    if exc.verify_code in _MISMATCH_CODES:
+        return HOST_MISMATCH
+    return f"{exc.verify_code}: {exc.verify_message}"
+
+
+def handshake_word(word: str) -> str:
+    """The error of a failed ``sslhandshake`` as OpenResty's: a timeout and a certificate
+    check's words as they are, anything else ``handshake failed``."""
+    if word == "timeout" or word == HOST_MISMATCH or word.split(":", 1)[0].isdigit():
+        return word
+    return "handshake failed"
+
+
 def os_failure(step: str, exc: OSError) -> IOFailure:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return IOFailure(describe_oserror(step, exc), verify_word(exc))
     return IOFailure(describe_oserror(step, exc), strerror(exc))
 
 
@@ -135,3 +158,43 @@ def open_datagram(family: int, address: tuple[str, int], source: str | None
         sock.close()
         raise
     return sock
+
+
+# the options of OpenResty's tcpsock:setoption: (level, option, a flag?)
+OPTIONS = {
+    "keepalive": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, True),
+    "reuseaddr": (socket.SOL_SOCKET, socket.SO_REUSEADDR, True),
+    "tcp-nodelay": (socket.IPPROTO_TCP, socket.TCP_NODELAY, True),
+    "sndbuf": (socket.SOL_SOCKET, socket.SO_SNDBUF, False),
+    "rcvbuf": (socket.SOL_SOCKET, socket.SO_RCVBUF, False),
+}
+BUFFER_MAX = 1 << 30
+
+
+def _option(name: str) -> tuple[int, int, bool]:
+    option = OPTIONS.get(name)
+    if option is None:
+        raise ValueError(f"unsupported option {name[:40]!r} (valid: {', '.join(OPTIONS)})")
+    return option
+
+
+def set_option(sock: _socket.socket, name: str, value: Any) -> None:
+    """``setsockopt`` of one of ``OPTIONS``: a flag takes 0 or 1, a buffer size 1..2^30 bytes;
+    ValueError with the error for a script otherwise."""
+    level, option, flag = _option(name)
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not (0 <= value <= 1 if flag else 1 <= value <= BUFFER_MAX):
+        valid = "true, false, 0 or 1" if flag else f"a byte count 1..{BUFFER_MAX}"
+        raise ValueError(f"bad option value for {name} (valid: {valid})")
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError as exc:
+        raise ValueError(strerror(exc)) from None
+
+
+def get_option(sock: _socket.socket, name: str) -> bool | int:
+    """``getsockopt`` of one of ``OPTIONS``: a flag as a boolean, a buffer size in bytes."""
+    level, option, flag = _option(name)
+    value = sock.getsockopt(level, option)
+    return bool(value) if flag else value

@@ -8,7 +8,10 @@ values, a fixed shape per code; the codes are ``codes.py``'s) and ``run_script``
 thread with the reply: data, a count, ``true``, or ``nil, err[, partial]``. A finished check
 yields ``DONE, status, reason, weight``. Errors are short and lowercase as OpenResty's
 (``timeout``, ``closed``, ``connection refused``: the runner's ``IOFailure.word``). A read
-timeout leaves the socket usable; every other error closes it.
+timeout leaves the socket usable and hands back what had arrived as its partial; every other
+error closes it. ``setkeepalive`` parks a connection in the runner's keepalive pool
+(``engine/pool.py``) under a key of the script, its params and the real, which ``connect``
+looks in first once the script has parked any.
 
 Sockets reach the real under test only: ``connect`` accepts the real's address (any port), so a
 script cannot be used to reach other hosts. The test port, from the tester's own source address,
@@ -31,13 +34,15 @@ from ..engine.requests import (
     UNTIL,
     Connect,
     OpenDatagram,
+    Park,
     Receive,
     ReceiveDatagram,
+    Reuse,
     Send,
     Sleep,
     StartTls,
 )
-from ..engine.sockets import IOFailure
+from ..engine.sockets import IOFailure, get_option, handshake_word, set_option
 from ..logsetup import LEVELS
 from ..tester_api import Probe, Result, Target
 from .codes import (
@@ -45,9 +50,11 @@ from .codes import (
     CLOSE,
     CONNECT,
     DONE,
+    KEEPALIVE,
     LOG,
     MAX_SOCKETS,
     NOW,
+    OPTION,
     PEER,
     RECV_ALL,
     RECV_ANY,
@@ -55,6 +62,7 @@ from .codes import (
     RECV_EXACTLY,
     RECV_LINE,
     RECV_UNTIL,
+    REUSED,
     SEND,
     SLEEP,
     TLS,
@@ -73,6 +81,10 @@ UNTIL_LIMIT = 1 << 20
 MEMORY = "memory limit of the Lua runtime reached"
 IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
 ARGS_CACHE = 100_000  # targets whose check arguments a tester keeps
+KEEPALIVE_IDLE = 60.0  # seconds a pooled connection idles without a timeout (OpenResty's)
+POOL_SIZE = 4  # connections a pool of one key keeps without a size (OpenResty: 30)
+POOL_SIZE_MAX = 16  # ... at most (larger sizes are taken as this)
+TLS_SESSIONS = 256  # TLS sessions a script keeps for sslhandshake(session)
 
 
 class SockError(Exception):
@@ -84,16 +96,22 @@ class SockError(Exception):
         self.keep = keep  # the socket stays usable
 
 
-class Slot:
-    """One Lua socket of a check."""
+TlsSetup = tuple[str | None, bool, str | None]  # server name, verified, CA file
 
-    __slots__ = ("bind", "dgram", "stream", "tls")
+
+class Slot:
+    """One open Lua socket of a check."""
+
+    __slots__ = ("connect_tls", "dgram", "key", "pool_size", "reused", "stream", "tls")
 
     def __init__(self) -> None:
         self.stream: Any = None  # the runner's Stream
         self.dgram: Any = None  # the runner's Dgram
-        self.bind: str | None = None
-        self.tls = False
+        self.tls: TlsSetup | None = None  # how TLS was set up on the stream
+        self.connect_tls = False  # by connect itself (the test port with SSL="1")
+        self.reused = 0  # times the connection came from the keepalive pool
+        self.key: tuple[Any, ...] = ()  # the connection's key in the keepalive pool
+        self.pool_size = 0  # connect's pool_size option
 
     def close(self) -> None:
         if self.stream is not None:
@@ -112,11 +130,12 @@ def _normal_addr(text: str) -> str | None:
 
 
 class Session:
-    """The Python side of one Lua check: its sockets, and a method per request code.
+    """The Python side of one Lua check: its open sockets, and a method per request code.
 
     Every method takes the whole request tuple (``code, socket id, arguments``) and returns the
     reply; errors are raised (``SockError``, ``IOFailure``) and turned into ``nil, err
-    [, partial]`` by ``run_script``."""
+    [, partial]`` by ``run_script``. A socket that closes leaves ``slots``, so its length is
+    the number of open sockets."""
 
     __slots__ = ("probe", "script", "slots", "target")
 
@@ -128,11 +147,18 @@ class Session:
 
     def failed(self, request: tuple[Any, ...], err: str, partial: bytes | None,
                keep: bool) -> tuple[None, bytes, bytes | None]:
-        """The reply to a failed request; the socket is closed unless ``keep``."""
-        if not keep and request[0] in SOCKET_CODES:
-            slot = self.slots.get(request[1])
-            if slot is not None:
-                slot.close()
+        """The reply to a failed request; the socket is closed unless ``keep``. A stream read
+        that timed out consumes what had arrived, as OpenResty's: it is the ``partial``."""
+        code = request[0]
+        if code in SOCKET_CODES:
+            if not keep:
+                slot = self.slots.pop(request[1], None)
+                if slot is not None:
+                    slot.close()
+            elif code in STREAM_READS and err == "timeout" and partial is None:
+                slot = self.slots.get(request[1])
+                if slot is not None and slot.stream is not None:
+                    partial = slot.stream.buffer.extract_rest()
         return None, err.encode(), partial
 
     def close(self) -> None:
@@ -140,13 +166,17 @@ class Session:
             slot.close()
 
     # -- helpers ---------------------------------------------------------------------------
-    def slot(self, sid: int) -> Slot:
-        slot = self.slots.get(sid)
-        if slot is None:
-            if type(sid) is not int or not 0 < sid <= MAX_SOCKETS:  # a script set sock._id
-                raise SockError(f"not a socket of this check (at most {MAX_SOCKETS})")
-            slot = self.slots[sid] = Slot()
-        return slot
+    def new_slot(self, sid: Any) -> Slot:
+        """A slot for socket ``sid`` (its earlier connection closed), within the open sockets'
+        limit."""
+        if type(sid) is not int or sid < 1:  # a script set sock._id
+            raise SockError("not a socket of this check")
+        old = self.slots.pop(sid, None)
+        if old is not None:
+            old.close()
+        if len(self.slots) >= MAX_SOCKETS:
+            raise SockError(f"too many sockets (at most {MAX_SOCKETS} open per check)")
+        return Slot()
 
     def stream(self, sid: int) -> Any:
         slot = self.slots.get(sid)
@@ -162,58 +192,94 @@ class Session:
         if _normal_addr(host.decode("utf-8", "replace")) != self.target.addr:
             raise SockError(f"only the real under test ({self.target.addr}) may be reached")
 
-    def test_port(self, port: int, slot: Slot) -> bool:
+    def source(self, bind: bytes | bool) -> str | None:
+        """The source address of ``sock:bind`` (checked there), or None."""
+        return _normal_addr(bind.decode("utf-8", "replace")) if isinstance(bind, bytes) else None
+
+    def test_port(self, port: int, source: str | None) -> bool:
         """The tester's own port and source address (TLS with SSL="1")."""
-        return port == self.target.port and slot.bind in (None, self.target.bindaddr)
+        return port == self.target.port and source in (None, self.target.bindaddr)
 
     # -- requests --------------------------------------------------------------------------
     async def bind(self, request: tuple[Any, ...]) -> Any:
-        _, sid, addr = request
+        addr = request[2]
         text = _normal_addr(addr.decode("utf-8", "replace"))
         if text is None:
             raise SockError(f"bad address {clean(addr, 64)!r}")
         if (":" in text) != (":" in self.target.addr):
             raise SockError("address family differs from the real's")
-        self.slot(sid).bind = text
         return 1
 
     async def connect(self, request: tuple[Any, ...]) -> Any:
-        _, sid, host, port, ms = request
+        _, sid, host, port, ms, bind, pool, pool_size = request
         self.check_host(host)
-        slot = self.slot(sid)
-        slot.close()
+        slot = self.new_slot(sid)
         target = self.target
-        if self.test_port(port, slot):
-            sni = target.sni or self.probe.settings.get("host") or None
-            slot.stream = await Connect(port, None, ms or 0, target.ssl, sni,
-                                        target.ssl_verify)
-            slot.tls = target.ssl
+        source = self.source(bind)
+        tls: TlsSetup | None = None
+        if self.test_port(port, source) and target.ssl:
+            verify = target.ssl_verify
+            tls = (target.sni or self.probe.settings.get("host") or None, verify,
+                   target.ssl_ca if verify else None)
+        script = self.script
+        slot.key = (script.path, self.probe.settings.get("params", ""), target.addr, port,
+                    source or target.bindaddr or None, tls, pool or None)
+        slot.pool_size = pool_size or 0
+        slot.connect_tls = tls is not None
+        if script.pooled:
+            pooled = await Reuse(slot.key)
+            if pooled is not None:
+                slot.stream, slot.reused, slot.tls = pooled
+                self.slots[sid] = slot
+                return 1
+        if tls is not None:
+            slot.stream = await Connect(port, None, ms or 0, True, tls[0], tls[1])
         else:
-            slot.stream = await Connect(port, slot.bind, ms or 0)
-            slot.tls = False
+            slot.stream = await Connect(port, source, ms or 0)
+        slot.tls = tls
+        self.slots[sid] = slot
         return 1
 
     async def peer(self, request: tuple[Any, ...]) -> Any:
-        _, sid, host, port = request
+        _, sid, host, port, bind = request
         self.check_host(host)
-        slot = self.slot(sid)
-        slot.close()
-        slot.dgram = await OpenDatagram(port, None if self.test_port(port, slot) else slot.bind)
+        slot = self.new_slot(sid)
+        source = self.source(bind)
+        slot.dgram = await OpenDatagram(port, None if self.test_port(port, source) else source)
+        self.slots[sid] = slot
         return 1
 
     async def tls(self, request: tuple[Any, ...]) -> Any:
-        _, sid, sni, verify, ms = request
+        _, sid, sni, verify, ms, offered = request
         slot = self.slots.get(sid)
         if slot is None or slot.stream is None:
             raise SockError("closed")
-        if not slot.tls:
-            name = sni.decode("utf-8", "replace") if sni else self.target.sni
+        target = self.target
+        name = sni.decode("utf-8", "replace") if sni else target.sni
+        setup = (name, bool(verify), target.ssl_ca if verify else None)
+        server = (target.addr, slot.stream.port, setup)
+        sessions = self.script.tls_sessions
+        if slot.tls is None:
+            session = sessions.get(server) if offered else None
             try:
-                await StartTls(slot.stream, name, bool(verify), ms or 0)
+                await StartTls(slot.stream, name, setup[1], ms or 0, session)
             except IOFailure as exc:
+                self.slots.pop(sid, None)
                 slot.close()
-                raise SockError(f"handshake failed: {exc.word}") from None
-            slot.tls = True
+                raise SockError(handshake_word(exc.word)) from None
+            slot.tls = setup
+            tls = slot.stream.tls
+            if tls is not None and tls.session is not None:
+                if len(sessions) >= TLS_SESSIONS:
+                    sessions.clear()
+                sessions[server] = tls.session
+        elif slot.reused and not slot.connect_tls and slot.tls != setup:
+            # a pooled connection whose TLS another check set up otherwise: never taken as
+            # verified for this name
+            self.slots.pop(sid, None)
+            slot.close()
+            raise SockError("handshake failed: the pooled connection is in TLS for another "
+                            "server name or verification")
         return True
 
     # send, receive(n) and receive("*l") on a stream are served in run_script's loop; these
@@ -223,7 +289,8 @@ class Session:
         slot = self.slots.get(sid)
         if slot is None or slot.dgram is None:
             raise SockError("closed")
-        return await Send(slot.dgram, data, ms or 0)
+        await Send(slot.dgram, data, ms or 0)
+        return 1  # a datagram: 1, as OpenResty's
 
     async def receive_exactly(self, request: tuple[Any, ...]) -> Any:
         self.stream(request[1])
@@ -256,11 +323,44 @@ class Session:
         return await ReceiveDatagram(slot.dgram, min(int(n), 65535), "a reply", ms or 0)
 
     async def close_slot(self, request: tuple[Any, ...]) -> Any:
-        slot = self.slots.get(request[1])
-        if slot is None or (slot.stream is None and slot.dgram is None):
+        slot = self.slots.pop(request[1], None)
+        if slot is None:
             raise SockError("closed")
         slot.close()
         return 1
+
+    async def keepalive(self, request: tuple[Any, ...]) -> Any:
+        _, sid, ms, size = request
+        slot = self.slots.get(sid)
+        if slot is None or slot.stream is None:
+            raise SockError("closed")
+        seconds = ms / 1000 if ms else KEEPALIVE_IDLE
+        size = min(int(size or slot.pool_size or POOL_SIZE), POOL_SIZE_MAX)
+        await Park(slot.stream, slot.key, seconds, size, slot.reused, slot.tls)
+        del self.slots[sid]  # the pool's now
+        self.script.pooled = True
+        return 1
+
+    async def reused(self, request: tuple[Any, ...]) -> Any:
+        slot = self.slots.get(request[1])
+        if slot is None or slot.stream is None:
+            raise SockError("closed")
+        return slot.reused
+
+    async def option(self, request: tuple[Any, ...]) -> Any:
+        _, sid, name, value = request
+        slot = self.slots.get(sid)
+        sock = None if slot is None or slot.stream is None else slot.stream.sock
+        if sock is None:
+            raise SockError("closed")
+        text = name.decode("utf-8", "replace")
+        try:
+            if value is False:
+                return get_option(sock, text)
+            set_option(sock, text, value)
+        except ValueError as exc:
+            raise SockError(str(exc), keep=True) from None
+        return True
 
     async def sleep(self, request: tuple[Any, ...]) -> Any:
         await Sleep(request[2] / 1000, "in sd.sleep()")
@@ -295,11 +395,14 @@ OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
     RECV_LINE: Session.receive_line, RECV_ALL: Session.receive_all,
     RECV_ANY: Session.receive_any, RECV_UNTIL: Session.receive_until,
     RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
-    LOG: Session.log,
+    LOG: Session.log, KEEPALIVE: Session.keepalive, REUSED: Session.reused,
+    OPTION: Session.option,
 }
 HOT = frozenset((SEND, RECV_EXACTLY, RECV_LINE))  # served in run_script's loop on a stream
 SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
-                          RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM))
+                          RECV_ALL, RECV_ANY, RECV_UNTIL, RECV_DGRAM, KEEPALIVE, REUSED,
+                          OPTION))
+STREAM_READS = frozenset((RECV_EXACTLY, RECV_LINE, RECV_ALL, RECV_UNTIL))
 
 
 def _text(value: Any) -> str:

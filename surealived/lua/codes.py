@@ -12,7 +12,7 @@ NAMES = (
     "DONE",  # a check ended: DONE, status, reason, weight
     "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER",
     "RECV_EXACTLY", "RECV_LINE", "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM",
-    "SLEEP", "NOW", "LOG",
+    "SLEEP", "NOW", "LOG", "KEEPALIVE", "REUSED", "OPTION",
 )
 CODES = {name: code for code, name in enumerate(NAMES)}
 
@@ -32,7 +32,10 @@ RECV_DGRAM = CODES["RECV_DGRAM"]
 SLEEP = CODES["SLEEP"]
 NOW = CODES["NOW"]
 LOG = CODES["LOG"]
+KEEPALIVE = CODES["KEEPALIVE"]
+REUSED = CODES["REUSED"]
+OPTION = CODES["OPTION"]
 
-MAX_SOCKETS = 16  # sockets a check may open (sd.tcp() and sd.udp() refuse more)
+MAX_SOCKETS = 16  # sockets a check may have open at once (connect refuses more)
 REASON_MAX = 512  # bytes of a check's reason that cross into Python (verdict.lua, crossing.py)
 LOG_MAX = 1024  # bytes of an sd.log/print line (sandbox.lua, crossing.py)

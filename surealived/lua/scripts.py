@@ -65,6 +65,8 @@ class Script:
         self.log_at = time.monotonic()
         self.log_dropped = 0
         self.running = 0  # checks in flight (the driver counts them)
+        self.pooled = False  # a check of it put a connection in the keepalive pool (bridge.py)
+        self.tls_sessions: dict[tuple[Any, ...], Any] = {}  # the last TLS session per server
         self.looked = 0.0  # time.monotonic() of the last look at the file
         self.refresh()
 

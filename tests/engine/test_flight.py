@@ -317,6 +317,51 @@ async def test_a_tester_bug_is_down_and_logged_once(caplog: pytest.LogCaptureFix
     assert errors[0].exc_info is not None
 
 
+@pytest.mark.parametrize("broken", ["connect", "send"])
+async def test_a_bug_of_the_runner_is_not_blamed_on_the_tester(
+        web: Nginx, broken: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request the runner fails to serve (here made to raise where it never should), as the
+    check starts or once it is under way: that check is down, logged as surealived's bug with
+    its traceback, and the runner goes on serving the next check."""
+    from surealived.engine import flight, requests
+
+    kind = {"connect": requests.Connect, "send": requests.Send}[broken]
+
+    def serve_broken(_flight: Any, _request: Any) -> Any:
+        raise RuntimeError("broken serve")
+
+    monkeypatch.setitem(flight.SERVE, kind, serve_broken)
+    logger = logging.getLogger("surealived")
+    logger.addHandler(caplog.handler)
+    monkeypatch.setattr(logger, "propagate", False)
+    verdicts: list[Result] = []
+    done = asyncio.Event()
+
+    def finish(_check: Any, result: Result, _timing: CheckTiming) -> None:
+        verdicts.append(result)
+        done.set()
+
+    runner = Runner(asyncio.get_running_loop(), finish)
+    try:
+        runner.start(None, http(), target(web.port), {})
+        await done.wait()
+        monkeypatch.undo()
+        logger.addHandler(caplog.handler)
+        done.clear()
+        runner.start(None, http(), target(web.port), {})
+        await done.wait()
+    finally:
+        runner.close()
+        logger.removeHandler(caplog.handler)
+    assert [(r.ok, r.reason) for r in verdicts] == [(False, "internal error"),
+                                                    (True, "status 200")]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "a bug of surealived" in errors[0].getMessage()
+    assert "a bug in the tester" not in caplog.text
+    assert errors[0].exc_info is not None and "broken serve" in str(errors[0].exc_info[1])
+
+
 class Fussy(HttpTester):
     """A tester bug in the judging of the status line."""
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builtin_testers.lua import LuaTester
-from surealived.engine.flight import run_check
+from surealived.engine.flight import Runner, run_check
 from surealived.engine.state import CheckTiming
 from surealived.engine.transcript import Transcript
 from surealived.tester_api import Result, Target
@@ -159,3 +161,94 @@ async def run_expect(directory: Path, cases: Sequence[tuple[str, str]], setup: s
     script = write_script(directory, expect_script(cases, setup))
     result, _ = await lua_check(script, 1)
     return result
+
+
+@dataclass
+class LineServer:
+    """A running ``line_server``: its port, how many connections it took, and the open ones."""
+
+    port: int
+    connections: int = 0
+    open: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    def close_all(self) -> None:
+        for writer in list(self.open):
+            writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def line_server(host: str = "127.0.0.1", port: int = 0,
+                      tls: ssl.SSLContext | None = None) -> AsyncIterator[LineServer]:
+    """A server for connections kept alive: each line gets an answer, on the same connection
+    for as long as the client keeps it. ``ping`` → ``pong N`` (N: the connection's number),
+    ``two`` → two lines, ``later`` → ``late`` 0.2 s later, ``bye`` → the server closes."""
+    server_info = LineServer(0)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        server_info.connections += 1
+        number = server_info.connections
+        server_info.open.add(writer)
+        try:
+            while line := (await reader.readline()).strip():
+                if line == b"ping":
+                    writer.write(b"pong %d\r\n" % number)
+                elif line == b"two":
+                    writer.write(b"one\r\ntwo\r\n")
+                elif line == b"later":
+                    await asyncio.sleep(0.2)
+                    writer.write(b"late\r\n")
+                elif line == b"bye":
+                    break
+                else:
+                    writer.write(b"what?\r\n")
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass
+        finally:
+            server_info.open.discard(writer)
+            writer.transport.abort()
+            tasks.discard(task)
+
+    server = await asyncio.start_server(serve, host, port, ssl=tls)
+    server_info.port = int(server.sockets[0].getsockname()[1])
+    try:
+        yield server_info
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+class Checks:
+    """Lua checks on one runner, as the daemon runs them: its keepalive pool is theirs.
+    ``clock``/``call_later``: fake time (tests/engine/fakes.py) to drive idle timeouts."""
+
+    def __init__(self, clock: Any = None, call_later: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        self.runner = Runner(loop, self._finish, clock=clock or time.monotonic,
+                             call_later=call_later)
+
+    @staticmethod
+    def _finish(verdict: asyncio.Future[Any], result: Result, timing: CheckTiming) -> None:
+        if not verdict.done():
+            verdict.set_result(result)
+
+    async def run(self, script: str, port: int, *, params: str = "", timeout: float = 3.0,
+                  addr: str = "127.0.0.1", **fields: Any) -> Result:
+        options = settings(LuaTester, script=script, params=params)
+        verdict: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self.runner.start(verdict, LuaTester(options),
+                          lua_target(port, timeout=timeout, addr=addr, **fields), options)
+        return await verdict
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))

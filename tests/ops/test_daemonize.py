@@ -73,7 +73,7 @@ def test_detaches_writes_the_pid_file_and_cleans_up(tmp_path):
 
         second, _ = _run(tmp_path, "ready", pid_file)
         assert second.returncode == 1
-        assert f"locked by pid {daemon}" in second.stderr
+        assert f"(pid {daemon}) holds the pid file {pid_file}" in second.stderr
     finally:
         os.kill(daemon, signal.SIGTERM)
     assert _wait_gone(daemon)

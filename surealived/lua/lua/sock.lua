@@ -4,16 +4,16 @@
 -- id and plain values; the reply is the call's result, a value or nil, err[, partial].
 local lib = ...
 local sandbox, codes = lib.sandbox, lib.codes
-local MAX_SOCKETS = lib.MAX_SOCKETS
 local CONNECT, TLS, SEND, CLOSE, BIND, PEER = codes.CONNECT, codes.TLS, codes.SEND, codes.CLOSE,
   codes.BIND, codes.PEER
+local KEEPALIVE, REUSED, OPTION = codes.KEEPALIVE, codes.REUSED, codes.OPTION
 local RECV_EXACTLY, RECV_LINE, RECV_ALL = codes.RECV_EXACTLY, codes.RECV_LINE, codes.RECV_ALL
 local RECV_ANY, RECV_UNTIL, RECV_DGRAM = codes.RECV_ANY, codes.RECV_UNTIL, codes.RECV_DGRAM
 local SLEEP, NOW = codes.SLEEP, codes.NOW
 
 local request, log, current = sandbox.request, sandbox.log, sandbox.current
 local LOG_BYTES = sandbox.LOG_BYTES
-local setmetatable, rawget = setmetatable, rawget
+local setmetatable, rawget, min = setmetatable, rawget, math.min
 local type, select, error = type, select, error
 local tostring, tonumber = tostring, tonumber
 local floor = math.floor
@@ -49,6 +49,8 @@ end
 local MS_MAX = 2 ^ 31 - 1    -- milliseconds of a timeout or a sleep (24 days)
 local COUNT_MAX = 2 ^ 31 - 1  -- bytes of a read
 local UNTIL_MAX = 4096       -- bytes of a receiveuntil() delimiter
+local POOL_NAME_MAX = 256    -- bytes of connect()'s pool option
+local UNIX = "unix domain sockets are not allowed (only the real under test may be reached)"
 
 local function want_ms(ms, name, argn)
   if ms == nil then return nil end
@@ -100,14 +102,29 @@ local tcp_mt = { __index = tcp, __metatable = false }
 local udp = {}
 local udp_mt = { __index = udp, __metatable = false }
 
+-- the open sockets are counted in Python (connect refuses the 17th open one); an object
+-- costs nothing there until it connects
 local function new_socket(mt)
   local c = current()
-  if c.nsock >= MAX_SOCKETS then
-    return nil, "too many sockets (at most " .. MAX_SOCKETS .. " per check)"
-  end
   c.nsock = c.nsock + 1
-  return setmetatable({ _id = c.nsock, _ct = false, _st = false, _rt = false }, mt)
+  return setmetatable({ _id = c.nsock, _ct = false, _st = false, _rt = false, _bind = false },
+                      mt)
 end
+
+local function want_size(n, name, argn)
+  if n == nil then return false end
+  local v = tonumber(n)
+  if not (v and v >= 1) then
+    error("bad argument #" .. argn .. " to '" .. name .. "' (a pool size of at least 1 "
+          .. "expected, got " .. short(n) .. ")", 3)
+  end
+  return floor(min(v, COUNT_MAX))
+end
+
+-- sslhandshake()'s session objects: opaque, known by this table only
+local SESSIONS = setmetatable({}, { __mode = "k" })
+local session_mt = { __metatable = false, __tostring = function() return "ssl session" end,
+                     __newindex = function() error("an ssl session is read-only", 2) end }
 
 function tcp.settimeout(self, ms)
   sock_id(self, "settimeout")
@@ -127,17 +144,43 @@ function tcp.bind(self, addr)
   if type(addr) ~= "string" then
     error("bad argument #1 to 'bind' (string expected, got " .. type(addr) .. ")", 2)
   end
-  return request(BIND, id, addr)
+  local ok, err = request(BIND, id, addr)
+  if not ok then return nil, err end
+  self._bind = addr
+  return 1
 end
 
-function tcp.connect(self, host, port)
+local function pool_options(opts)
+  if opts == nil then return false, false end
+  if type(opts) ~= "table" then
+    error("bad argument #3 to 'connect' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  local pool, size = opts.pool, opts.pool_size
+  if pool ~= nil and (type(pool) ~= "string" or #pool > POOL_NAME_MAX) then
+    error("bad \"pool\" option (a string of at most " .. POOL_NAME_MAX .. " bytes expected, "
+          .. "got " .. short(pool) .. ")", 3)
+  end
+  if size ~= nil then
+    local v = tonumber(size)
+    if not (v and v >= 1) then
+      error("bad \"pool_size\" option value: " .. short(size), 3)
+    end
+    size = floor(min(v, COUNT_MAX))
+  end
+  return pool or false, size or false
+end
+
+function tcp.connect(self, host, port, opts)
   local id = sock_id(self, "connect")
   if type(host) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(host) .. ")", 2)
   end
+  if s_sub(host, 1, 5) == "unix:" then return nil, UNIX end
+  local pool, size = pool_options(opts)
   -- false: the real's own address, as the check got it (nothing to check in Python)
   host = host ~= current().addr and host
-  return request(CONNECT, id, host, want_port(port, "connect", 2), self._ct)
+  return request(CONNECT, id, host, want_port(port, "connect", 2), self._ct, self._bind, pool,
+                 size)
 end
 
 function tcp.sslhandshake(self, reused, sni, verify)
@@ -146,7 +189,19 @@ function tcp.sslhandshake(self, reused, sni, verify)
     error("bad argument #2 to 'sslhandshake' (a name of at most 255 bytes expected, got "
           .. short(sni) .. ")", 2)
   end
-  return request(TLS, id, sni, verify and true or false, self._rt)
+  local offered = false
+  if type(reused) == "table" and SESSIONS[reused] then
+    offered = true
+  elseif reused ~= nil and type(reused) ~= "boolean" then
+    error("bad argument #1 to 'sslhandshake' (an ssl session, nil or a boolean expected, got "
+          .. short(reused) .. ")", 2)
+  end
+  local ok, err = request(TLS, id, sni, verify and true or false, self._rt, offered)
+  if not ok then return nil, err end
+  if reused == false then return true end
+  local session = setmetatable({}, session_mt)
+  SESSIONS[session] = true
+  return session
 end
 
 function tcp.send(self, data)
@@ -211,7 +266,39 @@ function tcp.close(self)
   return request(CLOSE, id)
 end
 
-tcp.setkeepalive = tcp.close
+function tcp.setkeepalive(self, timeout, size)
+  local id = sock_id(self, "setkeepalive")
+  return request(KEEPALIVE, id, want_ms(timeout, "setkeepalive", 1) or false,
+                 want_size(size, "setkeepalive", 2))
+end
+
+function tcp.getreusedtimes(self)
+  return request(REUSED, sock_id(self, "getreusedtimes"))
+end
+
+local function option_value(value)
+  if value == true then return 1 end
+  if value == false then return 0 end
+  -- Python checks the range; only finite numbers cross
+  if type(value) == "number" and value == value and value > -2 ^ 53 and value < 2 ^ 53 then
+    return value
+  end
+  return nil
+end
+
+function tcp.setoption(self, option, value)
+  local id = sock_id(self, "setoption")
+  if type(option) ~= "string" then return nil, "unsupported option " .. short(option) end
+  local v = option_value(value)
+  if v == nil then return nil, "bad option value for " .. s_sub(option, 1, 40) end
+  return request(OPTION, id, option, v)
+end
+
+function tcp.getoption(self, option)
+  local id = sock_id(self, "getoption")
+  if type(option) ~= "string" then return nil, "unsupported option " .. short(option) end
+  return request(OPTION, id, option, false)
+end
 
 udp.settimeout = tcp.settimeout
 udp.bind = tcp.bind
@@ -223,8 +310,9 @@ function udp.setpeername(self, host, port)
   if type(host) ~= "string" then
     error("bad argument #1 to 'setpeername' (string expected, got " .. type(host) .. ")", 2)
   end
+  if s_sub(host, 1, 5) == "unix:" then return nil, UNIX end
   host = host ~= current().addr and host
-  return request(PEER, id, host, want_port(port, "setpeername", 2))
+  return request(PEER, id, host, want_port(port, "setpeername", 2), self._bind)
 end
 udp.connect = udp.setpeername
 
