@@ -1,6 +1,7 @@
 """The ``ngx`` global and the resty.* built-in modules: digests on RFC test vectors, base64,
 escaping and query args as OpenResty documents them, the clock, ngx.log, ngx.sleep and
-ngx.socket against a loopback server; and scripts that try to change, walk or see through them
+ngx.socket against a loopback server, a client written the lua-resty way against redis-server;
+and scripts that try to change, walk or see through them
 (no Python object is ever reachable), or to spend the daemon's CPU through them."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import pytest
 
 from surealived.engine.transcript import Transcript
 
-from .helpers import dialogue_server, run_body, run_expect
+from .helpers import dialogue_server, lua_check, run_body, run_expect, write_script
+from .test_real_servers import redis
 
 pytestmark = pytest.mark.asyncio
 
@@ -285,3 +287,66 @@ async def test_ngx_is_the_same_for_every_check_and_unchanged(tmp_path: Path) -> 
     for _ in range(3):
         result = await run_body(tmp_path, body)
         assert result.ok, result.reason
+
+
+OPENRESTY_STYLE = r"""
+local ok, new_tab = pcall(require, "table.new")
+if not ok or type(new_tab) ~= "function" then new_tab = function() return {} end end
+local cjson = require "cjson.safe"
+local tcp, null, re_match = ngx.socket.tcp, ngx.null, ngx.re.match
+local sub, byte = string.sub, string.byte
+
+local function read_reply(sock)
+  local line, err = sock:receive()
+  if not line then return nil, err end
+  local prefix = byte(line)
+  if prefix == 43 then return sub(line, 2) end                 -- +
+  if prefix == 45 then return false, sub(line, 2) end          -- -
+  if prefix == 58 then return tonumber(sub(line, 2)) end       -- :
+  if prefix == 36 then                                         -- $
+    local size = tonumber(sub(line, 2))
+    if size < 0 then return null end
+    local data, err2 = sock:receive(size + 2)
+    if not data then return nil, err2 end
+    return sub(data, 1, -3)
+  end
+  return nil, "unknown prefix: " .. prefix
+end
+
+local function command(sock, ...)
+  local args = new_tab(select("#", ...) * 3 + 1, 0)
+  args[1] = "*" .. select("#", ...) .. "\r\n"
+  for i = 1, select("#", ...) do
+    local a = tostring((select(i, ...)))
+    args[#args + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+  end
+  local bytes, err = sock:send(args)
+  if not bytes then return nil, err end
+  return read_reply(sock)
+end
+
+function check(t)
+  local sock = tcp()
+  sock:settimeouts(1000, 1000, 1000)
+  local ok, err = sock:connect(t.addr, t.port)
+  if not ok then return false, "connect: " .. err end
+  local doc = { status = "up", digest = ngx.md5("x"), n = bit.lshift(1, 10) }
+  assert(command(sock, "SET", "health", cjson.encode(doc)) == "OK")
+  local back = cjson.decode(assert(command(sock, "GET", "health")))
+  local missing = command(sock, "GET", "no-such-key")
+  local info = assert(command(sock, "INFO", "server"))
+  local m = re_match(info, [[^redis_version:(\d+)\.(\d+)]], "jom")
+  sock:setkeepalive(10000, 4)
+  return back.status == "up" and back.n == 1024 and missing == null and m ~= nil,
+         "redis " .. m[1] .. "." .. m[2] .. " " .. back.digest
+end
+"""
+
+
+async def test_an_openresty_style_client_against_redis(tmp_path: Path) -> None:
+    script = write_script(tmp_path, OPENRESTY_STYLE)
+    with redis() as port:
+        result, _ = await lua_check(script, port)
+    assert result.ok, result.reason
+    assert result.reason.startswith("redis ")
+    assert result.reason.endswith(" 9dd4e461268c8034f5c8564e155c67a6")
