@@ -57,12 +57,16 @@ local BASE = {
 
 -- Until require() over a module path lands (issue 19, the lua-modules branch): the built-in
 -- modules only.
-local builtin_modules = lib.builtin_modules
+local builtin_modules, loaded = lib.builtin_modules, {}
 BASE.require = function(name)
-  local m = type(name) == "string" and builtin_modules[name]
-  if m == nil or m == false then
+  local m = type(name) == "string" and (loaded[name] or builtin_modules[name])
+  if not m then
     error("module '" .. tostring(name) .. "' not found (only the built-in modules can be "
           .. "required)", 2)
+  end
+  if type(m) == "function" and not loaded[name] then  -- a loader
+    m = m(name)
+    loaded[name] = m
   end
   return m
 end

@@ -1,5 +1,6 @@
 -- libs.lua: the libraries OpenResty users expect to find, as built-in modules (require() reads
--- ``lib.builtin_modules``: name -> module, each table behind a read-only proxy):
+-- ``lib.builtin_modules``: name -> module, each table behind a read-only proxy, or a loader
+-- function that returns the module):
 --   bit            LuaBitOp: 32-bit signed results in Lua's doubles, all in Lua (exact
 --                  arithmetic on doubles; faster than calls into Python);
 --   cjson          encode/decode in Lua, cjson's rules (arrays, null, sparse arrays, errors);
@@ -588,8 +589,9 @@ local modules = {
       charge(#s)
       return to_hex(s)
     end, atoi = function(s) return tonumber(s) end }, "resty.string"),
-  ["table.new"] = table_new,
-  ["table.clear"] = table_clear,
+  -- a function value is a loader (called once with the name; its value is the module)
+  ["table.new"] = function() return table_new end,
+  ["table.clear"] = function() return table_clear end,
 }
 for _, name in next, { "md5", "sha1", "sha224", "sha256", "sha384", "sha512" } do
   modules["resty." .. name] = frozen.tree(hasher(name), "resty." .. name)

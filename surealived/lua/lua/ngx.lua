@@ -7,7 +7,7 @@
 --
 -- The clock: ngx.now() is the wall clock at each call (with milliseconds, as OpenResty's), not
 -- a time cached per event-loop turn, so ngx.update_time() has nothing to do. Loaded after
--- ngx_re.lua; returns { ngx = the proxy, null, to_hex, str }.
+-- ngx_re.lua; returns { ngx = the proxy, null, to_hex }.
 local lib = ...
 local native, sandbox, raw = lib.native, lib.sandbox, lib.bounded.raw
 local sd, tree = lib.sock.sd, lib.frozen.tree
@@ -236,4 +236,4 @@ local NGX = {
   DEBUG = 8,
 }
 
-return { ngx = tree(NGX, "ngx"), null = null, to_hex = to_hex, str = str }
+return { ngx = tree(NGX, "ngx"), null = null, to_hex = to_hex }
