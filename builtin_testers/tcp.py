@@ -9,6 +9,9 @@ made either way).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from surealived.tester_api import Attr, Probe, Result, Tester
 
 _UP = Result.up()
@@ -22,7 +25,11 @@ class TcpTester(Tester):
              help="reset the connection at the real's SYN-ACK, before its application sees it"),
     )
 
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        super().__init__(settings)
+        self.half_open: bool = settings.get("half_open", True)
+
     async def check(self, probe: Probe) -> Result:
-        conn = await probe.connect(hold_ack=self.settings.get("half_open", True))
+        conn = await probe.connect(hold_ack=self.half_open)
         conn.close()
         return _UP

@@ -12,51 +12,47 @@ from __future__ import annotations
 from ..tester_api import ProbeError
 
 
-class ReceiveBuffer:
-    __slots__ = ("_data", "_searched")
+class ReceiveBuffer(bytearray):
+    """The bytes received and not yet taken (a ``bytearray``: its length, truth and ``feed``
+    are the C type's own, with no Python call on the check path)."""
+
+    __slots__ = ("_searched",)
 
     def __init__(self) -> None:
-        self._data = bytearray()
+        super().__init__()
         self._searched = 0  # bytes already scanned for a delimiter (no rescans on slow drips)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __bool__(self) -> bool:
-        return bool(self._data)
-
-    def feed(self, data: bytes) -> None:
-        self._data += data
+    feed = bytearray.extend
 
     def _take(self, count: int, skip: int = 0) -> bytes:
-        piece = bytes(self._data[:count])
-        del self._data[:count + skip]
+        piece = bytes(self[:count])
+        del self[:count + skip]
         self._searched = 0
         return piece
 
     def maybe_extract_exactly(self, count: int) -> bytes | None:
         """Exactly ``count`` bytes, or None."""
-        if len(self._data) < count:
+        if len(self) < count:
             return None
         return self._take(count)
 
     def maybe_extract_at_most(self, limit: int) -> bytes | None:
         """Whatever is buffered, up to ``limit`` bytes; None when empty."""
-        if not self._data:
+        if not self:
             return None
-        return self._take(min(limit, len(self._data)))
+        return self._take(min(limit, len(self)))
 
     def maybe_extract_until(self, delimiter: bytes, limit: int) -> bytes | None:
         """The bytes before ``delimiter`` (the delimiter is consumed, not returned), or None.
 
         Raises ``ProbeError`` when ``limit`` bytes arrived without the delimiter."""
         start = max(0, self._searched - len(delimiter) + 1)
-        index = self._data.find(delimiter, start, limit + len(delimiter))
+        index = self.find(delimiter, start, limit + len(delimiter))
         if index >= 0:
             return self._take(index, len(delimiter))
-        if len(self._data) >= limit + len(delimiter):
+        if len(self) >= limit + len(delimiter):
             raise ProbeError(f"no {delimiter!r} within {limit} bytes")
-        self._searched = len(self._data)
+        self._searched = len(self)
         return None
 
     def maybe_extract_line(self, limit: int) -> bytes | None:
@@ -68,4 +64,4 @@ class ReceiveBuffer:
 
     def extract_rest(self) -> bytes:
         """Everything buffered (at end of stream)."""
-        return self._take(len(self._data))
+        return self._take(len(self))

@@ -378,8 +378,21 @@ def serve_send(flight: Flight, request: Send) -> Any:
         return _send_datagram(flight, request)
     if stream.tls is not None:
         stream.tls.write(data)
-    else:
-        stream.unsent = bytes(stream.unsent) + data if stream.unsent else data
+    elif stream.unsent:
+        stream.unsent = bytes(stream.unsent) + data
+    else:  # the usual send: all of it at once, or the rest waits in ``unsent``
+        try:
+            n = stream.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            stream.close()
+            raise os_failure("sending", exc) from None
+        if n == len(data):
+            stream.sent += n
+            return n
+        stream.unsent = memoryview(data)[n:]
+        stream.writable = False
     flight.wait_stream = stream
     return _sending(flight, request)
 
@@ -432,6 +445,8 @@ def serve_receive(flight: Flight, request: Receive) -> Any:
     buffer = stream.buffer
     mode = request.mode
     if mode == EXACTLY and not buffer and not stream.eof and stream.sock is not None:
+        if not stream.readable:
+            return WAIT
         got = stream.fill(request, request.size)
         if got is False:
             return WAIT
@@ -625,7 +640,9 @@ class Flight(CheckProbe):
             self.resume(None, failure)
             return
         if value is not WAIT:
-            self.served()
+            self.request = self.retry_fn = self.wait_stream = None
+            if self.timer is not None:
+                self.served()
             self.resume(value)
 
     def served(self) -> None:

@@ -46,6 +46,9 @@ class CheckTiming:
     bytes_received: int = 0
 
 
+_SAMPLE_MAX = (1 << 31) - 1
+
+
 @dataclass(slots=True)
 class RealStats:
     """Per-real statistics as the original's connstats and stats.dump show them."""
@@ -53,9 +56,10 @@ class RealStats:
     window: int = 20
     total: int = 0
     last: CheckTiming = field(default_factory=CheckTiming)
-    # the last ``window`` (conn, resp, total) µs as a ring of machine integers: at 50,000 reals
-    # and 20 samples, tuples of Python ints cost about 150 MB; this costs 24 MB
-    samples: array[int] = field(default_factory=lambda: array("q"))
+    # the last ``window`` (conn, resp, total) µs as a ring of 32-bit integers (a sample is at
+    # most 35 minutes): at 50,000 reals and 20 samples, tuples of Python ints cost about 150 MB;
+    # this costs 12 MB
+    samples: array[int] = field(init=False)
     sampled: int = 0  # samples recorded (``total`` may come from a dump)
     sum_conn_us: int = 0
     sum_resp_us: int = 0
@@ -70,16 +74,21 @@ class RealStats:
 
     def __post_init__(self) -> None:
         self.window = max(self.window, 0)
-        self.samples = array("q", bytes(24 * self.window))
+        self.samples = array("i", bytes(12 * self.window))
 
     def record(self, timing: CheckTiming, ok: bool) -> None:
         conn = timing.conn_us if timing.problem is None else timing.total_us
         if self.window:
             slot = self.sampled % self.window * 3
             samples = self.samples
-            samples[slot] = conn
-            samples[slot + 1] = timing.resp_us
-            samples[slot + 2] = timing.total_us
+            try:
+                samples[slot] = conn
+                samples[slot + 1] = timing.resp_us
+                samples[slot + 2] = timing.total_us
+            except OverflowError:  # over 35 minutes: kept as the most a sample holds
+                samples[slot] = min(conn, _SAMPLE_MAX)
+                samples[slot + 1] = min(timing.resp_us, _SAMPLE_MAX)
+                samples[slot + 2] = min(timing.total_us, _SAMPLE_MAX)
             self.sampled += 1
         self.total += 1
         self.last = timing

@@ -8,9 +8,10 @@ attribute of every Python object, in case one ever got in. Strings cross as byte
 
 The Lua side is the files of ``lua/`` (package data), loaded in the order of ``FILES``, each
 called with one table they share, ``lib``: the request codes and the socket limit of
-``codes.py``, a seed from the system for the runtime's own random generator (``lib.seed``), and
-the module each file loaded before returned (``lib.sandbox``...). The last, ``worker.lua``,
-returns the functions Python calls.
+``codes.py``, a seed from the system for the runtime's own random generator (``lib.seed``), the
+native helpers of ``native.py`` (``lib.native``: only the library files call them, through Lua
+functions of their own), and the module each file loaded before returned (``lib.sandbox``...).
+The last, ``worker.lua``, returns the functions Python calls.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import lupa.lua51 as lua51
 
 from .codes import CODES, LOG_MAX, MAX_SOCKETS, REASON_MAX
+from .native import Natives
 
 LuaError = lua51.LuaError
 LuaMemoryError = lua51.LuaMemoryError
@@ -30,7 +32,8 @@ DEFAULT_MEMORY = 64 << 20
 DEFAULT_INSTRUCTIONS = 10_000_000
 
 # In load order: each file uses what the ones before it returned.
-FILES = ("sandbox", "pattern", "bounded", "sock", "env", "verdict", "legacy", "worker")
+FILES = ("sandbox", "pattern", "bounded", "sock", "frozen", "ngx_re", "ngx", "libs", "env",
+         "verdict", "legacy", "worker")
 LUA_DIR = resources.files(__package__ or "surealived.lua") / "lua"
 
 
@@ -70,8 +73,10 @@ class Runtime:
         table_from, loadstring = self.lua.table_from, self.lua.globals().loadstring
         codes = table_from({name.encode(): code for name, code in CODES.items()})
         seed = table_from([secrets.randbits(31), secrets.randbits(31)])
+        native = table_from(Natives().table())
         lib = table_from({b"codes": codes, b"MAX_SOCKETS": MAX_SOCKETS,
-                          b"REASON_MAX": REASON_MAX, b"LOG_MAX": LOG_MAX, b"seed": seed})
+                          b"REASON_MAX": REASON_MAX, b"LOG_MAX": LOG_MAX, b"seed": seed,
+                          b"native": native})
         module = None
         for name, source in SOURCES:
             chunk = loadstring(source, chunk_name(name))

@@ -248,6 +248,8 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--max-inflight", type=int, default=0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    parser.add_argument("--profile-out", metavar="PATH",
+                        help="with --profile, also save the profile (pstats) to PATH")
     parser.add_argument("--nginx-workers", type=int, default=nginx_workers(),
                         help="default: one per CPU but one (the checker's), at least one")
     parser.add_argument("--no-c-yardstick", dest="c_yardstick", action="store_false",
@@ -287,6 +289,8 @@ def main() -> None:
 
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            if args.profile_out:
+                profiler.dump_stats(args.profile_out)
         if args.c_yardstick and args.tester in ("tcp", "http", "lua", "thirdparty"):
             result.update(c_yardstick(args, ports, float(str(result["achieved_checks_per_s"]))))
             ours, theirs = result["cpu_us_per_check"], result["c_cpu_us_per_check"]

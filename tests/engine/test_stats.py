@@ -39,3 +39,11 @@ def test_no_window_keeps_no_samples() -> None:
     stats.record(timing(300, 30), ok=True)
     assert stats.sample_averages() == (0, 0, 0)
     assert stats.total == 1
+
+
+def test_a_sample_past_what_32_bits_hold_is_kept_at_the_most() -> None:
+    """Samples are 32-bit µs (35 minutes): a longer check is kept at that, totals exact."""
+    stats = RealStats(window=2)
+    stats.record(timing(3_000_000_000, 10), ok=True)
+    assert stats.sample_averages() == ((1 << 31) - 1, 10, (1 << 31) - 1)
+    assert stats.sum_total_us == 3_000_000_010

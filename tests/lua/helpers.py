@@ -118,6 +118,51 @@ async def lua_check(script: str, port: int, *, params: str = "", timeout: float 
                            options, transcript=transcript)
 
 
+# A script whose check compares Lua expressions with what they should be (both Lua source)
+# and fails with the differences: many cases for the price of one check.
+EXPECT_PRELUDE = r"""
+local fails = {}
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+local function expect(name, want, ok, got)
+  if not ok then
+    fails[#fails + 1] = name .. ": raised " .. tostring(got)
+  elseif got ~= want and not (got ~= got and want ~= want) then
+    fails[#fails + 1] = name .. ": got " .. show(got) .. ", want " .. show(want)
+  end
+end
+"""
+
+
+def expect_script(cases: Sequence[tuple[str, str]], setup: str = "") -> str:
+    """The text of a script checking each ``(expression, expected)`` pair (Lua source): up, or
+    down with every difference."""
+    lines = [EXPECT_PRELUDE, "function check(t)", setup]
+    for expr, want in cases:
+        name = expr.replace("]==]", "] ==]")
+        lines.append(f"  expect([==[{name}]==], {want}, pcall(function() return ({expr}) end))")
+    lines.append('  return #fails == 0, table.concat(fails, "; ")')
+    lines.append("end")
+    return "\n".join(lines)
+
+
+async def run_body(directory: Path, body: str, *, port: int = 1, params: str = "",
+                   transcript: Transcript | None = None) -> Result:
+    """The verdict of one check whose check(t) is ``body``."""
+    script = write_script(directory, "function check(t)\n" + body + "\nend\n")
+    result, _ = await lua_check(script, port, params=params, transcript=transcript)
+    return result
+
+
+async def run_expect(directory: Path, cases: Sequence[tuple[str, str]], setup: str = ""
+                     ) -> Result:
+    script = write_script(directory, expect_script(cases, setup))
+    result, _ = await lua_check(script, 1)
+    return result
+
+
 @dataclass
 class LineServer:
     """A running ``line_server``: its port, how many connections it took, and the open ones."""

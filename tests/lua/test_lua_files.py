@@ -20,9 +20,9 @@ PACKAGE = ROOT / "surealived" / "lua"
 # What Lua 5.1 offers at load time; a name outside it is a typo, read as nil.
 LUA51_GLOBALS = {
     "assert", "collectgarbage", "coroutine", "debug", "error", "getmetatable", "ipairs",
-    "loadstring", "math", "next", "os", "pairs", "rawequal", "rawget", "rawset", "select",
-    "setfenv", "setmetatable", "string", "table", "tonumber", "tostring", "type", "unpack",
-    "_VERSION",
+    "loadstring", "math", "newproxy", "next", "os", "pairs", "pcall", "rawequal", "rawget",
+    "rawset", "select", "setfenv", "setmetatable", "string", "table", "tonumber", "tostring",
+    "type", "unpack", "_VERSION",
 }
 # luac -l: a function's header, and an instruction on a global (its name after the ';')
 HEADER = re.compile(r"^(main|function) <")

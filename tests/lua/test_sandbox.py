@@ -30,7 +30,7 @@ ESCAPES = [
      " return f == nil and err == 'attempt to load a binary chunk'", "up"),
     ("debug library", "return debug.getinfo(1)", "attempt to index global 'debug'"),
     ("absent globals",
-     "return io == nil and require == nil and dofile == nil and loadfile == nil and package == nil"
+     "return io == nil and dofile == nil and loadfile == nil and package == nil"
      " and module == nil and getfenv == nil and setfenv == nil and newproxy == nil"
      " and gcinfo == nil and os.execute == nil and os.exit == nil and os.getenv == nil"
      " and os.remove == nil and string.dump == nil", "up"),

@@ -17,7 +17,9 @@
 --     seeds from the system.
 -- Also what was here before: no string.dump, the string metatable hidden, patterns of at
 -- most PATTERN_MAX bytes (the C matcher recurses once per item). Loaded after sandbox.lua and
--- pattern.lua, before env.lua (which hands these tables to scripts); returns the limits.
+-- pattern.lua, before env.lua (which hands these tables to scripts); returns the limits, and
+-- the C functions as they were (``raw``) for the library files whose own fixed patterns and
+-- sizes are bounded where they call them (ngx.lua, libs.lua).
 local lib = ...
 local sandbox, pattern = lib.sandbox, lib.pattern
 local charge, current = sandbox.charge, sandbox.current
@@ -361,4 +363,8 @@ math.randomseed = function(x)
   current().rng = seeded(v % 2147483648, floor(v / 2147483648))
 end
 
-return { WORK_MAX = WORK_MAX, STRING_MAX = STRING_MAX, PATTERN_MAX = PATTERN_MAX }
+return {
+  WORK_MAX = WORK_MAX, STRING_MAX = STRING_MAX, PATTERN_MAX = PATTERN_MAX,
+  raw = { find = s_find, match = s_match, gsub = s_gsub, rep = s_rep, sub = s_sub,
+          format = s_format, concat = t_concat },
+}

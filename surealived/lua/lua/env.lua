@@ -1,10 +1,12 @@
 -- env.lua: the globals a script sees. Scripts never see the runtime's real globals: each check
 -- gets a fresh environment table whose metatable (protected) falls back on a table of safe base
 -- functions (the sandbox's pcall, coroutine and load among them); ``string``, ``table``,
--- ``math``, ``os``, ``coroutine`` and ``sd`` are read-only proxies shared by the checks of a
--- runtime. Returns new_env() and TARGET, the key marking a check's ``t`` (worker.lua).
+-- ``math``, ``os``, ``coroutine``, ``sd``, ``ngx`` and ``bit`` are read-only proxies (frozen.lua)
+-- shared by the checks of a runtime. Returns new_env() and TARGET, the key marking a check's ``t`` (worker.lua).
 local lib = ...
 local sandbox, sd = lib.sandbox, lib.sock.sd
+local readonly, guard = lib.frozen.readonly, lib.frozen.guard
+local libs = lib.libs
 
 local setmetatable, getmetatable, raw_getmetatable = setmetatable, getmetatable, debug.getmetatable
 local rawget, rawset, rawequal, next, pairs, ipairs = rawget, rawset, rawequal, next, pairs, ipairs
@@ -14,34 +16,13 @@ local VERSION = _VERSION
 local string, table, math = string, table, math
 local os_time, os_clock, os_date = os.time, os.clock, os.date
 
--- The library tables a script sees are empty proxies, shared by the checks of a runtime: their
--- metatables are protected and every raw writer refuses them, so no check can change them.
-local PROTECTED = setmetatable({}, { __mode = "k" })
-
-local function readonly(t, name)
-  local proxy = setmetatable({}, {
-    __index = t, __metatable = false,
-    __newindex = function() error("attempt to modify the read-only table '" .. name .. "'", 2) end,
-  })
-  PROTECTED[proxy] = name
-  return proxy
-end
-
-local function guard(f, fname)
-  return function(t, ...)
-    if PROTECTED[t] then
-      error("bad argument #1 to '" .. fname .. "' (the table '" .. PROTECTED[t]
-            .. "' is read-only)", 2)
-    end
-    return f(t, ...)
-  end
-end
-
 local sb_table = {}
 for k, v in pairs(table) do sb_table[k] = v end
 sb_table.insert = guard(table.insert, "insert")
 sb_table.remove = guard(table.remove, "remove")
 sb_table.sort = guard(table.sort, "sort")
+sb_table.new = libs.table_new
+sb_table.clear = libs.table_clear
 
 -- The fields of a check's ``t`` are read through its metatable (see worker.lua's target());
 -- pairs(t) lists them with what the check set, as for a plain table.
@@ -70,7 +51,25 @@ local BASE = {
   os = readonly({ time = os_time, clock = os_clock, date = os_date }, "os"),
   coroutine = readonly(sandbox.coroutine, "coroutine"),
   sd = readonly(sd, "sd"),
+  ngx = lib.ngx.ngx,
+  bit = libs.bit,
 }
+
+-- Until require() over a module path lands (issue 19, the lua-modules branch): the built-in
+-- modules only.
+local builtin_modules, loaded = lib.builtin_modules, {}
+BASE.require = function(name)
+  local m = type(name) == "string" and (loaded[name] or builtin_modules[name])
+  if not m then
+    error("module '" .. tostring(name) .. "' not found (only the built-in modules can be "
+          .. "required)", 2)
+  end
+  if type(m) == "function" and not loaded[name] then  -- a loader
+    m = m(name)
+    loaded[name] = m
+  end
+  return m
+end
 local ENV_MT = { __index = BASE, __metatable = false }
 
 local function new_env()

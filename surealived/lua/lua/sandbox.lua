@@ -329,6 +329,9 @@ return {
   LOG_BYTES = LOG_BYTES,
   sethook = sethook, charge = charge, new_thread = new_thread, request = request, log = log,
   flush_logs = flush_logs, drain = drain,
+  -- after the real pcall caught err around library code that cannot yield: raise again what
+  -- ended the check (its budget, its memory)
+  reraise_if_killed = reraise_if_killed,
   -- what scripts get in place of the real functions (env.lua)
   pcall = sb_pcall, xpcall = sb_xpcall, print = sb_print, loadstring = sb_loadstring,
   load = sb_load, collectgarbage = sb_collectgarbage,
