@@ -61,7 +61,7 @@ from .codes import (
 )
 from .crossing import ERROR_MAX, LOG_MAX, REASON_MAX, clean, first_line
 from .runtime import LuaError, LuaMemoryError
-from .scripts import SCRIPTS, SHARED_LOOK, Script
+from .scripts import SHARED_LOOK, Script
 
 log = logging.getLogger("surealived")
 monotonic = time.monotonic
@@ -340,7 +340,7 @@ def _script_error(script: Script, text: str) -> Result:
     if text.startswith(MEMORY):
         script.runtime.recover()
     script.report_once(text)
-    SCRIPTS.count_error()
+    script.registry.count_error()
     return Result.down(f"lua: {text}")
 
 

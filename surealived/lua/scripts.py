@@ -49,11 +49,12 @@ def _text(value: Any) -> str:
 class Script:
     """One script file: its runtime, the good version that runs, and what is wrong, if anything."""
 
-    def __init__(self, path: str, limits: Limits) -> None:
+    def __init__(self, path: str, registry: ScriptRegistry) -> None:
         self.path = path
         self.name = os.path.basename(path)
-        self.limits = limits
-        self.runtime = Runtime(limits.memory)
+        self.registry = registry
+        self.limits = registry.limits
+        self.runtime = Runtime(self.limits.memory)
         self.factory: Any = None  # the last good version (a Lua function), or None
         self.api = ""  # "check" or "legacy" for the good version
         self.seen: tuple[int, int, int] | None = None  # stat of the last version looked at
@@ -183,10 +184,12 @@ class Limits:
 
 
 class ScriptRegistry:
-    """Every script in use, by absolute path."""
+    """Every script of one daemon (or of one ``surealived probe``, one ``-t``), by absolute
+    path, with the limits they run under: the daemon makes it and hands it to the Lua tester
+    (``Tester.uses``, registry.py), so two daemons in one process share no script."""
 
-    def __init__(self) -> None:
-        self.limits = Limits()
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.scripts: dict[str, Script] = {}
         self.on_error: Callable[[], None] | None = None  # counts Lua errors (the daemon's)
 
@@ -194,7 +197,7 @@ class ScriptRegistry:
         path = os.path.abspath(path)
         script = self.scripts.get(path)
         if script is None:
-            script = self.scripts[path] = Script(path, self.limits)
+            script = self.scripts[path] = Script(path, self)
         return script
 
     def set_limits(self, memory: int, instructions: int) -> None:
@@ -211,5 +214,3 @@ class ScriptRegistry:
         if self.on_error is not None:
             self.on_error()
 
-
-SCRIPTS = ScriptRegistry()

@@ -10,14 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builtin_testers.lua import LuaTester
+from builtin_testers import lua
 from surealived.engine.flight import run_check
 from surealived.engine.state import CheckTiming
 from surealived.engine.transcript import Transcript
-from surealived.tester_api import Result, Target
+from surealived.lua import ScriptRegistry
+from surealived.registry import bind_services
+from surealived.services import Services
+from surealived.tester_api import Result, Target, Tester
 from tests.testers.helpers import settings
 
 LUA_TESTERS = Path(__file__).resolve().parents[2] / "lua_testers"
+
+# The tests' scripts and the Lua tester bound to them, as a daemon's registry binds it to its own
+SCRIPTS = ScriptRegistry()
+LuaTester: type[Tester] = bind_services(lua.LuaTester, Services(lua_scripts=SCRIPTS))
 
 Step = tuple[Any, ...]
 

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from surealived.lua import SCRIPTS
-
-from .helpers import dialogue_server, lua_check, write_script
+from .helpers import SCRIPTS, dialogue_server, lua_check, write_script
 
 pytestmark = pytest.mark.asyncio
 
