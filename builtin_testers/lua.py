@@ -33,6 +33,8 @@ class LuaTester(Tester):
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
         script = cls.lua_scripts.get(settings["script"])
         script.refresh()
-        return [("script", script.error)] if script.error else []
+        if script.error:
+            return [("script", script.error)]
+        return [("script", problem) for problem in script.check_requires()]
 
     check = run_script  # run_script(self, probe): the check loop itself

@@ -22,7 +22,7 @@ class Services:
     @classmethod
     def from_maincfg(cls, cfg: MainConfig) -> Services:
         limits = Limits(cfg.lua_memory_kb * 1024, cfg.lua_instructions)
-        return cls(lua_scripts=ScriptRegistry(limits))
+        return cls(lua_scripts=ScriptRegistry(limits, cfg.lua_path))
 
 
 SERVICE_NAMES = tuple(f.name for f in fields(Services))

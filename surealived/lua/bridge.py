@@ -55,6 +55,7 @@ from .codes import (
     RECV_EXACTLY,
     RECV_LINE,
     RECV_UNTIL,
+    REQUIRE,
     SEND,
     SLEEP,
     TLS,
@@ -274,6 +275,9 @@ class Session:
         log_line(self.script, self.target, level, message, self.probe)
         return None
 
+    async def require(self, request: tuple[Any, ...]) -> Any:
+        return self.script.find_module(request[1])  # a module's file: no I/O to wait for
+
 
 def log_line(script: Script, target: Target, level: bytes, message: bytes,
              probe: Probe | None = None) -> None:
@@ -295,7 +299,7 @@ OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
     RECV_LINE: Session.receive_line, RECV_ALL: Session.receive_all,
     RECV_ANY: Session.receive_any, RECV_UNTIL: Session.receive_until,
     RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
-    LOG: Session.log,
+    LOG: Session.log, REQUIRE: Session.require,
 }
 HOT = frozenset((SEND, RECV_EXACTLY, RECV_LINE))  # served in run_script's loop on a stream
 SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
@@ -347,7 +351,10 @@ def _script_error(script: Script, text: str) -> Result:
 def error_ended(script: Script, target: Target, exc: LuaError,
                 probe: Probe | None = None) -> Result:
     """The check raised: log what it printed before, then fail with the error's first line."""
-    logs = list(script.runtime.drain().values())
+    try:
+        logs = list(script.runtime.drain().values())
+    except LuaError:  # no memory left even for that
+        logs = []
     for level, message in zip(logs[::2], logs[1::2], strict=False):
         log_line(script, target, level, message, probe)
     if isinstance(exc, LuaMemoryError):
@@ -363,21 +370,21 @@ ArgsCache = dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]]
 def check_args(script: Script, t: Target, settings: Any, cache: ArgsCache) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
     budget and the metatable of the target's fields (the sandbox's ``target()``), made once
-    per target in ``cache`` (the engine reuses targets) in the script's runtime (the factory is
+    per target in ``cache`` (the engine reuses targets) in the script's runtime (the version is
     the runtime's: a check of another script makes its own)."""
-    factory, budget = script.factory, script.limits.instructions
+    version, budget = script.version, script.limits.instructions
     cached = cache.get(id(t))
     if (cached is not None and cached[0] is t and cached[1] is settings
-            and cached[2] is factory and cached[3] == budget):
+            and cached[2] is version and cached[3] == budget):
         return cached[4]
     params = settings.get("params", "")
     record = script.runtime.target(
         t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport, t.vproto.encode(),
         t.vfwmark, t.rname.encode(), t.rport, params.encode(), int(t.timeout * 1000), t.ssl)
-    args = (factory, budget, record)
+    args = (version, budget, record)
     if len(cache) > ARGS_CACHE:
         cache.clear()
-    cache[id(t)] = (t, settings, factory, budget, args)
+    cache[id(t)] = (t, settings, version, budget, args)
     return args
 
 
@@ -393,7 +400,7 @@ def take_thread(script: Script, target: Target, settings: Any, cache: ArgsCache
     owns one count of ``script.running`` from here and gives it back with ``release_thread``."""
     if not script.running or monotonic() - script.looked >= SHARED_LOOK:
         script.refresh_for_check()
-    if script.factory is None:
+    if script.version is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime
     try:

@@ -13,6 +13,7 @@ NAMES = (
     "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER",
     "RECV_EXACTLY", "RECV_LINE", "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM",
     "SLEEP", "NOW", "LOG",
+    "REQUIRE",  # a module's file: REQUIRE, name (modules.lua; served by scripts.Script)
 )
 CODES = {name: code for code, name in enumerate(NAMES)}
 
@@ -32,6 +33,7 @@ RECV_DGRAM = CODES["RECV_DGRAM"]
 SLEEP = CODES["SLEEP"]
 NOW = CODES["NOW"]
 LOG = CODES["LOG"]
+REQUIRE = CODES["REQUIRE"]
 
 MAX_SOCKETS = 16  # sockets a check may open (sd.tcp() and sd.udp() refuse more)
 REASON_MAX = 512  # bytes of a check's reason that cross into Python (verdict.lua, crossing.py)

@@ -30,7 +30,7 @@ DEFAULT_MEMORY = 64 << 20
 DEFAULT_INSTRUCTIONS = 10_000_000
 
 # In load order: each file uses what the ones before it returned.
-FILES = ("sandbox", "pattern", "bounded", "sock", "env", "verdict", "legacy", "worker")
+FILES = ("sandbox", "pattern", "bounded", "sock", "env", "modules", "verdict", "legacy", "worker")
 LUA_DIR = resources.files(__package__ or "surealived.lua") / "lua"
 
 
@@ -64,6 +64,7 @@ class Runtime:
         self.inspect: Any = api[b"inspect"]
         self.drain: Any = api[b"drain"]
         self.target: Any = api[b"target"]
+        self.is_builtin: Any = api[b"is_builtin"]
         self.idle: list[Any] = []  # check threads waiting for their next check (bridge.py)
 
     def _load(self) -> Any:

@@ -1,8 +1,10 @@
--- env.lua: the globals a script sees. Scripts never see the runtime's real globals: each check
--- gets a fresh environment table whose metatable (protected) falls back on a table of safe base
--- functions (the sandbox's pcall, coroutine and load among them); ``string``, ``table``,
--- ``math``, ``os``, ``coroutine`` and ``sd`` are read-only proxies shared by the checks of a
--- runtime. Returns new_env() and TARGET, the key marking a check's ``t`` (worker.lua).
+-- env.lua: the globals a script sees. Scripts never see the runtime's real globals: a script's
+-- version (worker.lua), an original's script's check and each module get a fresh environment
+-- table whose metatable (protected) falls back on a table of safe base functions (the
+-- sandbox's pcall, coroutine and load among them); ``string``, ``table``, ``math``, ``os``,
+-- ``coroutine`` and ``sd`` are read-only proxies shared by the checks of a runtime. Returns
+-- new_env(), TARGET, the key marking a check's ``t`` (worker.lua), and BASE, for the files
+-- loaded after this one to add their globals (modules.lua's ``require``).
 local lib = ...
 local sandbox, sd = lib.sandbox, lib.sock.sd
 
@@ -80,4 +82,4 @@ local function new_env()
   return env
 end
 
-return { new_env = new_env, TARGET = TARGET }
+return { new_env = new_env, TARGET = TARGET, BASE = BASE }
