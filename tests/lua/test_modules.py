@@ -147,6 +147,14 @@ async def test_hot_edit_of_a_module_required_in_check(tmp_path: Path) -> None:
     assert await reasons(script, 1) == ["v2"]
 
 
+async def test_an_edit_of_the_script_keeps_the_state_of_its_modules(tmp_path: Path) -> None:
+    write(tmp_path / "counter.lua", COUNTER)
+    script = write_script(tmp_path, USES_COUNTER)
+    assert await reasons(script, 2) == ["1 1 1", "2 1 1"]
+    touch_new(script, USES_COUNTER + "-- edited\n")
+    assert await reasons(script, 2) == ["3 1 1", "4 1 1"]  # same module table, fresh globals
+
+
 async def test_the_script_main_chunk_runs_once_per_version(tmp_path: Path) -> None:
     script = write_script(tmp_path, """
         loads = (loads or 0) + 1
