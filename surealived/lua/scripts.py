@@ -80,6 +80,7 @@ class Script:
         self.modules: dict[bytes, tuple[str, Signature | None]] = {}
         self.loading: dict[bytes, tuple[str, Signature | None]] | None = None
         self.chunks: dict[str, str] = {}  # a module's chunk name -> its path (for messages)
+        self.checked: tuple[Any, list[str]] | None = None  # check_requires() of a version
         self.problem: ScriptProblem | None = None
         self.reported: set[str] = set()  # errors logged, cut to ERROR_MAX (crossing.py)
         # the bridge's Results, by reply (64 at most, each reason at most REASON_MAX + 1 bytes)
@@ -198,7 +199,15 @@ class Script:
     def check_requires(self) -> list[str]:
         """For ``-t``: the modules named by the string-literal ``require`` calls of the script
         and, recursively, of its modules that loading the script did not run (required inside
-        a function), each found and compiled; what is wrong, as ``file:line: ...``."""
+        a function), each found and compiled; what is wrong, as ``file:line: ...``. Once per
+        version (the configuration names a script once per tester that uses it)."""
+        if self.checked is not None and self.checked[0] is self.version:
+            return self.checked[1]
+        problems = self._check_requires()
+        self.checked = (self.version, problems)
+        return problems
+
+    def _check_requires(self) -> list[str]:
         try:
             with open(self.path, "rb") as handle:
                 source = handle.read(MAX_SCRIPT_BYTES + 1)
