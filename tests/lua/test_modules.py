@@ -380,3 +380,18 @@ def test_check_config_reports_a_broken_module_with_file_and_line(tmp_path: Path)
     assert f"{lazy}:2: unexpected symbol near ','" in result.output
     assert f"{missing}:3: module 'resty.gone' not found" in result.output
     assert "resty.commented" not in result.output
+
+
+async def test_a_module_that_holds_a_changed_module_is_loaded_again(tmp_path: Path) -> None:
+    """``helper`` keeps ``ver`` in a local: when ver.lua changes, helper is loaded again too
+    (else it would go on with the old ver), and a module that did not use it keeps its state."""
+    module = write(tmp_path / "ver.lua", "return { v = 'v1' }\n")
+    write(tmp_path / "helper.lua", "local ver = require 'ver'\n"
+                                   "return { get = function() return ver.v end }\n")
+    write(tmp_path / "counter.lua", COUNTER)
+    script = write_script(tmp_path, """
+        local helper, counter = require "helper", require "counter"
+        function check(t) return true, helper.get() .. " " .. counter.bump() end""")
+    assert await reasons(script, 1) == ["v1 1"]
+    touch_new(module, "return { v = 'v2' }\n")
+    assert await reasons(script, 1) == ["v2 2"]

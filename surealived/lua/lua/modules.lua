@@ -8,9 +8,10 @@
 --      (called once per runtime with the name, its value kept). Files loaded before or after
 --      this one fill the table; it starts empty.
 --   2. the cache of the version the running check (or the load) belongs to, ``c.loaded``
---      (name -> value; worker.lua makes each version's cache a copy of the one before, and
---      marks in ``c.stale`` the modules whose file changed: those are loaded again, and kept
---      as they were if their file is gone).
+--      (name -> value). A new version's cache is a copy of the one before (fork()), with the
+--      modules whose file changed marked in ``c.stale``, and with them the modules that
+--      required one of them while they loaded (they hold its old value): those are loaded
+--      again, and kept as they were if their file is gone.
 --   3. the module path: a REQUIRE request to Python (scripts.py, modules.py), which finds and
 --      reads the file and replies with its text and chunk name (``@resty/redis.lua``), or nil,
 --      err, missing. The text is compiled (text only) and run once in an environment of its
@@ -24,7 +25,7 @@ local new_env = env.new_env
 local REQUIRE = lib.codes.REQUIRE
 local current, ask, sb_pcall = sandbox.current, sandbox.ask, sandbox.pcall
 
-local type, error, setfenv = type, error, setfenv
+local type, error, setfenv, next = type, error, setfenv, next
 local raw_loadstring = loadstring
 local s_find, s_byte, s_sub, s_format = string.find, string.byte, string.sub, string.format
 local concat = table.concat
@@ -38,6 +39,8 @@ local LOOKUP_COST = 5000
 local builtin = lib.builtin_modules or {}
 lib.builtin_modules = builtin
 local builtin_loaded = {}  -- name -> value of a builtin loader, for the runtime's life
+-- the key, in a cache, of its table name -> { [a module that required it while loading] = true }
+local USERS = {}
 
 -- compile(source, chunkname): a script's or a module's main chunk (text only), or false, err.
 local function compile(source, chunkname)
@@ -131,7 +134,49 @@ local function require(name)
   if value == nil or c.stale and c.stale[name] then
     value = load(c, loaded, name, 2)
   end
+  local loading = c.requiring
+  local user = loading and loading[#loading]
+  if user then
+    local users = loaded[USERS]
+    local by = users[name]
+    if not by then
+      by = {}
+      users[name] = by
+    end
+    by[user] = true
+  end
   return value
+end
+
+-- fork(old, changed): the cache of a new version (a copy of ``old``, or empty), the set of
+-- the names to load again (``changed``, the names of the modules whose file changed, and the
+-- modules that required one of those while loading, and so on) and a list of them.
+local function fork(old, changed)
+  local loaded, users = {}, {}
+  if old then
+    for name, value in next, old do loaded[name] = value end
+    for name, by in next, old[USERS] do
+      local copy = {}
+      for user in next, by do copy[user] = true end
+      users[name] = copy
+    end
+  end
+  loaded[USERS] = users
+  local stale, list = {}, {}
+  for i = 1, #changed do list[i] = changed[i] end
+  local i = 1
+  while list[i] do
+    local name = list[i]
+    if not stale[name] then
+      stale[name] = true
+      local by = users[name]
+      if by then
+        for user in next, by do list[#list + 1] = user end
+      end
+    end
+    i = i + 1
+  end
+  return loaded, stale, list
 end
 
 -- reload(c, name): a module of the version being loaded whose file changed, loaded again unless
@@ -149,4 +194,5 @@ end
 
 env.BASE.require = require
 
-return { compile = compile, require = require, reload = reload, is_builtin = is_builtin }
+return { compile = compile, require = require, fork = fork, reload = reload,
+         is_builtin = is_builtin }

@@ -23,13 +23,13 @@
 local lib = ...
 local sandbox, new_env, TARGET = lib.sandbox, lib.env.new_env, lib.env.TARGET
 local verdict, run_legacy = lib.verdict.verdict, lib.legacy.run_legacy
-local compile, reload = lib.modules.compile, lib.modules.reload
+local compile, fork, reload = lib.modules.compile, lib.modules.fork, lib.modules.reload
 local DONE = lib.codes.DONE
 
 local IDLE, set_current = sandbox.IDLE, sandbox.set_current
 local sethook, flush_logs, sb_pcall = sandbox.sethook, sandbox.flush_logs, sandbox.pcall
 local co_yield, co_running = coroutine.yield, coroutine.running
-local setfenv, next = setfenv, next
+local setfenv = setfenv
 local setmetatable, rawget, type = setmetatable, rawget, type
 local s_gmatch, s_match = string.gmatch, string.match
 
@@ -116,7 +116,7 @@ local function worker(...)
 end
 
 -- load_version(c, main, env, stale): the main chunk run in ``env`` (no I/O), then the modules
--- whose file changed loaded again if it did not require them itself; the API and the version.
+-- of the list ``stale`` loaded again if it did not require them itself; the API and the version.
 local function load_version(c, main, env, stale)
   setfenv(main, env)
   c.loading = true
@@ -138,17 +138,14 @@ local function load_version(c, main, env, stale)
   return "error", "defines neither check(t) nor prepare() and process_event()"
 end
 
--- inspect(main, budget, loaded, stale): a new version of the script whose main chunk is main
--- (``"check"`` or ``"legacy"`` and the version), or ``"error"``, why. Its module cache starts
--- as a copy of ``loaded``, the previous version's (or none); the modules named in ``stale``
--- are loaded again. Run as a coroutine by Python, which serves its REQUIRE requests; a broken
--- budget or memory cap raises (Python then calls drain()).
-local function inspect(main, budget, old, stale)
-  local loaded, marked = {}, {}
-  if old then
-    for name, value in next, old do loaded[name] = value end
-  end
-  for i = 1, #stale do marked[stale[i]] = true end
+-- inspect(main, budget, loaded, changed): a new version of the script whose main chunk is
+-- main (``"check"`` or ``"legacy"`` and the version), or ``"error"``, why. Its module cache
+-- starts as a copy of ``loaded``, the previous version's (or none); the modules named in
+-- ``changed`` are loaded again, and those that hold their old values (modules.fork). Run as a
+-- coroutine by Python, which serves its REQUIRE requests; a broken budget or memory cap raises
+-- (Python then calls drain()).
+local function inspect(main, budget, old, changed)
+  local loaded, marked, stale = fork(old, changed)
   local c = { left = budget, budget = budget, nsock = 0, loading = true, since = false,
               work = 0, logged = 0, dropped = false, rng = false, thread = co_running(),
               loaded = loaded, stale = marked, requiring = false, missing = false }
