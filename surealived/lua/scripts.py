@@ -33,6 +33,7 @@ from .modules import (
     required_names,
     search_path,
     signature_of,
+    valid_name,
 )
 from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
 
@@ -199,8 +200,10 @@ class Script:
     def check_requires(self) -> list[str]:
         """For ``-t``: the modules named by the string-literal ``require`` calls of the script
         and, recursively, of its modules that loading the script did not run (required inside
-        a function), each found and compiled; what is wrong, as ``file:line: ...``. Once per
-        version (the configuration names a script once per tester that uses it)."""
+        a function), each found and compiled; the files that do not compile, as ``file:line:
+        ...``. A name that finds no file is left to run time: an optional module is no error,
+        and the daemon checks its configuration this way too. Once per version (the
+        configuration names a script once per tester that uses it)."""
         if self.checked is not None and self.checked[0] is self.version:
             return self.checked[1]
         problems = self._check_requires()
@@ -228,7 +231,8 @@ class Script:
                 try:
                     found = find_module(name, self.search)
                 except ModuleError as exc:
-                    problems.append(f"{path}:{line}: {exc}" if exc.missing else str(exc))
+                    if not exc.missing and valid_name(name):  # a file, but not a module's
+                        problems.append(f"{path}:{line}: {exc}")
                     continue
                 self.chunks[found.chunk] = found.path
                 _, error = self.runtime.compile(found.source, b"@" + found.chunk.encode())

@@ -362,15 +362,18 @@ def test_check_config_reports_a_broken_module_with_file_and_line(tmp_path: Path)
     script = write_script(tmp_path, "local b = require 'resty.broken'\n"
                                     "function check(t) return true end\n", "uses.lua")
     lazily = write_script(tmp_path, "function check(t)\n  return require('resty.lazy')\nend\n"
-                                    "-- require 'resty.commented'\n", "lazily.lua")
+                                    "-- require 'resty.commented'\n"
+                                    "local function f() return require 'resty.dir' end\n",
+                          "lazily.lua")
     missing = write_script(tmp_path, "function check(t)\n\n  return require 'resty.gone'\nend\n",
-                           "missing.lua")
+                           "missing.lua")  # optional, maybe: found when it runs
     xml = tmp_path / "sd.xml"
     virtuals = "".join(
         f'<virtual name="v{i}" addr="192.0.2.{i + 1}" port="80" proto="tcp" sched="wrr" rt="dr">'
         f'<tester proto="lua" testport="80" script="{path}"/>'
         f'<real name="r1" addr="192.0.2.100" port="80" weight="1"/></virtual>'
         for i, path in enumerate((script, lazily, missing)))
+    (lib / "resty" / "dir.lua").mkdir()
     xml.write_text(f"<surealived>{virtuals}</surealived>")
     cfg = tmp_path / "surealived.cfg"
     cfg.write_text("lua_path lib\n")
@@ -378,8 +381,8 @@ def test_check_config_reports_a_broken_module_with_file_and_line(tmp_path: Path)
     assert result.exit_code == 1
     assert f"{broken}:4: <name> or '...' expected near 'return'" in result.output
     assert f"{lazy}:2: unexpected symbol near ','" in result.output
-    assert f"{missing}:3: module 'resty.gone' not found" in result.output
-    assert "resty.commented" not in result.output
+    assert f"{lazily}:5: {lib}/resty/dir.lua: not a regular file" in result.output
+    assert "resty.gone" not in result.output and "resty.commented" not in result.output
 
 
 async def test_a_module_that_holds_a_changed_module_is_loaded_again(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ HOSTILE: list[tuple[str, str, str | tuple[str, ...]]] = [
     ("python", "return python.eval('1')", "global 'python'"),
     ("io_open", "local f = io.open('/etc/passwd') return f ~= nil", "global 'io'"),
     ("os_execute", "return os.execute('touch /tmp/surealived-pwned')", "execute"),
-    ("require", "local m = require('io') return m ~= nil", "global 'require'"),
+    ("require", "local m = require('io') return m ~= nil", "module 'io' not found"),
     ("dofile", "return dofile('/etc/passwd')", "global 'dofile'"),
     ("loadfile", "return loadfile('/etc/passwd')", "global 'loadfile'"),
     ("bytecode", r"local f, err = loadstring('\27Lua\81\0\1\4\8\4\8\0') "
