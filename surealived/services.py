@@ -1,0 +1,28 @@
+"""What one daemon owns that a tester may use: ``Services``, made with the daemon's settings.
+
+A tester class names the services it uses in ``Tester.uses``; the registry (registry.py) hands
+the engine a subclass of it with each of them as a class attribute, one per registry, so two
+daemons in one process (or a daemon, ``surealived -t`` and ``surealived probe``) share nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .config.main import MainConfig
+from .lua.scripts import Limits, ScriptRegistry
+
+
+@dataclass(frozen=True)
+class Services:
+    """The daemon-owned objects a tester may declare in ``uses``, by name."""
+
+    lua_scripts: ScriptRegistry = field(default_factory=ScriptRegistry)  # the Lua scripts
+
+    @classmethod
+    def from_maincfg(cls, cfg: MainConfig) -> Services:
+        limits = Limits(cfg.lua_memory_kb * 1024, cfg.lua_instructions)
+        return cls(lua_scripts=ScriptRegistry(limits, cfg.lua_path))
+
+
+SERVICE_NAMES = tuple(f.name for f in fields(Services))
