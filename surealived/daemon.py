@@ -223,6 +223,7 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             await self._stop_components()
+            self.services.close()
         self.logger.info("Stopped (exit status %d)", self.exit_code)
         return self.exit_code
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from .config.main import MainConfig
 from .lua.scripts import Limits, ScriptRegistry
+from .proctree import Helper
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,17 @@ class Services:
     """The daemon-owned objects a tester may declare in ``uses``, by name."""
 
     lua_scripts: ScriptRegistry = field(default_factory=ScriptRegistry)  # the Lua scripts
+    # the exec tester's helper process (started at the first program, ended by close())
+    process_trees: Helper = field(default_factory=Helper)
 
     @classmethod
     def from_maincfg(cls, cfg: MainConfig) -> Services:
         limits = Limits(cfg.lua_memory_kb * 1024, cfg.lua_instructions)
         return cls(lua_scripts=ScriptRegistry(limits, cfg.lua_path))
+
+    def close(self) -> None:
+        """At the daemon's end: its helper process goes (the programs it runs end with it)."""
+        self.process_trees.close()
 
 
 SERVICE_NAMES = tuple(f.name for f in fields(Services))

@@ -125,4 +125,4 @@ def test_a_tester_gets_the_services_of_its_own_registry(tmp_path) -> None:
     assert scripted.script is two.services.lua_scripts.get(str(script))  # type: ignore[attr-defined]
     assert scripted.script is not tester.script  # type: ignore[attr-defined]
     text = "\n".join(str(e) for e in one.errors)
-    assert "uses unknown services: 'database' (valid: lua_scripts)" in text
+    assert "uses unknown services: 'database' (valid: lua_scripts, process_trees)" in text
