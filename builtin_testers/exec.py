@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import ClassVar
 
 from surealived import proctree
 from surealived.tester_api import Attr, Probe, Result, Tester
@@ -64,11 +65,12 @@ async def _drain(tails: tuple[_Tail, _Tail]) -> None:
         tail.close()
 
 
-async def _run(argv: list[str], note: Callable[[str], None]) -> tuple[int, bytes, bytes]:
+async def _run(trees: proctree.Helper, argv: list[str], note: Callable[[str], None]
+               ) -> tuple[int, bytes, bytes]:
     """Run ``argv``: its exit status, as soon as it exits, and the tails of its output. Its
     whole tree is ended then, or when the check's deadline cancels this (and what it wrote
     until then is noted)."""
-    tree = await proctree.spawn(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    tree = await trees.spawn(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     tails = (_Tail(tree.stdout), _Tail(tree.stderr))
     try:
         try:
@@ -101,6 +103,8 @@ def _last_line(data: bytes) -> str:
 class ExecTester(Tester):
     name = "exec"
     transport = "exec"
+    uses = ("process_trees",)
+    process_trees: ClassVar[proctree.Helper]  # the daemon's helper process, set by the registry
     attributes = (
         Attr("exec", "exec", mandatory=True, per_real=False, help="program to run"),
         Attr("params", "str", "", limit=1024, help="extra arguments, split on blanks"),
@@ -113,7 +117,7 @@ class ExecTester(Tester):
         probe.step = f"running {argv[0]}"
         probe.note("exec " + " ".join(argv))
         try:
-            status, out, err = await probe.spawn(_run(argv, probe.note))
+            status, out, err = await probe.spawn(_run(self.process_trees, argv, probe.note))
         except OSError as exc:  # it could not start (a script's interpreter is missing)
             text = os.strerror(exc.errno) if exc.errno else str(exc)
             return Result.down(f"{probe.step}: {text[:1].lower()}{text[1:]}")

@@ -7,9 +7,9 @@ with file and line) and recompiled when the file changes; see ``lua_testers/READ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from surealived.lua import SCRIPTS, ArgsCache, run_script
+from surealived.lua import ArgsCache, ScriptRegistry, run_script
 from surealived.tester_api import Attr, Tester
 
 
@@ -17,6 +17,8 @@ class LuaTester(Tester):
     name = "lua"
     transport = "tcp"
     shared = False  # a script sees the virtual (t.vname, t.vaddr...)
+    uses = ("lua_scripts",)
+    lua_scripts: ClassVar[ScriptRegistry]  # the daemon's scripts, set by the registry
     attributes = (
         Attr("script", "path", mandatory=True, help="path of the Lua script"),
         Attr("params", "str", "", limit=1024, help="string handed to the script"),
@@ -24,13 +26,15 @@ class LuaTester(Tester):
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
-        self.script = SCRIPTS.get(settings["script"])
+        self.script = self.lua_scripts.get(settings["script"])
         self.args_cache: ArgsCache = {}  # the check thread's arguments, per target
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-        script = SCRIPTS.get(settings["script"])
+        script = cls.lua_scripts.get(settings["script"])
         script.refresh()
-        return [("script", script.error)] if script.error else []
+        if script.error:
+            return [("script", script.error)]
+        return [("script", problem) for problem in script.check_requires()]
 
     check = run_script  # run_script(self, probe): the check loop itself

@@ -83,7 +83,7 @@ def _cfg_default(key: Key) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in value) or "-"
     if value in (None, ""):
         return "-"
     return str(value)
@@ -300,7 +300,8 @@ def ipvssync_8() -> str:
 
 _KEY_TYPES = {"bool": "boolean", "path": "path", "str": "text", "addr": "IPv4/IPv6 address",
               "level": "|".join(LOG_LEVELS), "listen": "ADDR:PORT|off",
-              "modules": "all|NAME,NAME...", "mode": "octal file mode"}
+              "modules": "all|NAME,NAME...", "mode": "octal file mode",
+              "luapath": "DIR|TEMPLATE;..."}
 
 
 def _key_type(key: Key) -> str:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .config.main import MainConfig
     from .engine.scheduler import EngineMetrics
     from .engine.state import DaemonState
+    from .services import Services
 
 
 class EngineView(Protocol):
@@ -50,6 +51,8 @@ class DaemonView(Protocol):
     def components(self) -> Sequence[Component]: ...  # the status page reads their figures
     @property
     def loop_name(self) -> str: ...
+    @property
+    def services(self) -> Services: ...  # what the daemon owns for testers (its Lua scripts)
 
     exit_code: int  # the memory limit stops the daemon with its own exit status
 

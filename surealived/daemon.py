@@ -46,6 +46,7 @@ from .notify import NotifyComponent
 from .persist.component import PersistComponent
 from .registry import Registry, load_testers
 from .sdnotify import SystemdNotifier
+from .services import Services
 from .statslog import StatsLogComponent
 from .status.server import StatusServer
 from .sync.component import SyncComponent
@@ -119,6 +120,10 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._reload_waiting = False  # a reload is queued and has not started reading the XML
         self._tasks: set[asyncio.Task[object]] = set()
+
+    @property
+    def services(self) -> Services:
+        return self.registry.services
 
     # -- requests (signal handlers, the control port, components) --------------------------
     def request_stop(self) -> None:
@@ -218,6 +223,7 @@ class Daemon:
             for task in list(self._tasks):
                 task.cancel()
             await self._stop_components()
+            self.services.close()
         self.logger.info("Stopped (exit status %d)", self.exit_code)
         return self.exit_code
 
@@ -261,7 +267,8 @@ def run(options: Options) -> int:
         print(f"surealived: {exc}", file=sys.stderr)
         return EXIT_FAILED
     logger.info("Initializing... (surealived.cfg: %s)", maincfg.source)
-    registry = load_testers(maincfg.modules, maincfg.modules_path)
+    registry = load_testers(maincfg.modules, maincfg.modules_path,
+                            Services.from_maincfg(maincfg))
     errors = [str(e) for e in registry.errors]
     config = None
     try:

@@ -25,6 +25,7 @@ from .engine.state import CheckTiming
 from .engine.transcript import Transcript
 from .logsetup import setup_logging
 from .registry import load_testers
+from .services import Services
 from .tester_api import Attr, Result, Target, Tester
 
 # Common <tester> attributes that matter for one check.
@@ -178,10 +179,7 @@ def probe(tester_name: str, attributes: tuple[str, ...], addr: str, port: int,
         cfg = load_maincfg(maincfg)
     except Exception as exc:
         raise click.UsageError(f"{maincfg}: {exc}") from None
-    from .lua import SCRIPTS
-
-    SCRIPTS.set_limits(cfg.lua_memory_kb * 1024, cfg.lua_instructions)
-    registry = load_testers(cfg.modules, cfg.modules_path)
+    registry = load_testers(cfg.modules, cfg.modules_path, Services.from_maincfg(cfg))
     cls = registry.get(tester_name)
     if cls is None:
         raise click.UsageError(f"no tester named {tester_name!r} "

@@ -203,9 +203,9 @@ def helper_main(fd: int) -> None:
 
 # -- the daemon's side ----------------------------------------------------------------------
 class Helper:
-    """The daemon's end of one helper process, started when first needed and again if it
-    ended. Requests go out in order through one queue: a full socket is waited for once, by
-    one writer callback, for all of them."""
+    """The daemon's end of one helper process (one per daemon: ``services.Services``), started
+    when first needed and again if it ended. Requests go out in order through one queue: a
+    full socket is waited for once, by one writer callback, for all of them."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -244,6 +244,28 @@ class Helper:
         self.pending.append((json.dumps({"argv": argv, "env": env}).encode(), fds, sent))
         self._flush()
         await sent
+
+    async def spawn(self, argv: list[str], env: dict[str, str]) -> Tree:
+        """Start ``argv`` (an absolute path first) with ``env``, stdin from /dev/null, under a
+        shepherd that ends its whole tree when it exits or when the tree is ended."""
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await self.request(argv, env, [theirs.fileno(), out_w, err_w])
+        except BaseException:
+            ctl.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            theirs.close()
+            os.close(out_w)
+            os.close(err_w)
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+        ctl.setblocking(False)
+        return Tree(ctl, out_r, err_r)
 
     def _flush(self) -> None:
         restarted = False
@@ -285,9 +307,6 @@ class Helper:
         self.writing = None
 
 
-_HELPER = Helper()  # one helper per daemon process, as there is one daemon
-
-
 class Tree:
     """One program under its shepherd: the read ends of its output pipes (non-blocking), its
     exit status, and the end of its whole tree."""
@@ -311,29 +330,6 @@ class Tree:
     def end(self) -> None:
         """End the whole tree now (the shepherd sees its control socket close)."""
         self.ctl.close()
-
-
-async def spawn(argv: list[str], env: dict[str, str]) -> Tree:
-    """Start ``argv`` (an absolute path first) with ``env``, stdin from /dev/null, under a
-    shepherd that ends its whole tree when it exits or when the tree is ended."""
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await _HELPER.request(argv, env, [theirs.fileno(), out_w, err_w])
-    except BaseException:
-        ctl.close()
-        os.close(out_r)
-        os.close(err_r)
-        raise
-    finally:
-        theirs.close()
-        os.close(out_w)
-        os.close(err_w)
-    os.set_blocking(out_r, False)
-    os.set_blocking(err_r, False)
-    ctl.setblocking(False)
-    return Tree(ctl, out_r, err_r)
 
 
 if __name__ == "__main__":

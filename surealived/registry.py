@@ -1,7 +1,9 @@
 """Finding testers: built-ins, the ``surealived.testers`` entry point group, and ``modules_path``.
 
 Each tester class is validated once, when it is loaded; a tester that fails to load is reported
-as a ``TesterLoadError`` naming its file and line, and the others stay usable.
+as a ``TesterLoadError`` naming its file and line, and the others stay usable. A tester that
+uses daemon-owned services (``Tester.uses``) is registered as a subclass carrying the registry's
+``Services`` as class attributes: each registry (one per daemon) hands out its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .config.model import TESTER_ATTRS
 from .errors import TesterLoadError
+from .services import SERVICE_NAMES, Services
 from .tester_api import Tester
 
 ENTRY_POINT_GROUP = "surealived.testers"
@@ -39,6 +42,7 @@ class Registry:
     testers: dict[str, type[Tester]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     errors: list[TesterLoadError] = field(default_factory=list)
+    services: Services = field(default_factory=Services)
 
     def get(self, proto: str) -> type[Tester] | None:
         return self.testers.get(proto) or self.testers.get(proto.lower())
@@ -49,6 +53,8 @@ class Registry:
             self.errors.append(TesterLoadError(getattr(cls, "name", "?") or "?",
                                                _where(cls, origin), problem))
             return
+        if cls.uses:
+            cls = bind_services(cls, self.services)
         for name in (cls.name, *cls.aliases):
             self.testers[name] = cls
         self.origins[cls.name] = origin
@@ -56,6 +62,15 @@ class Registry:
     @property
     def names(self) -> list[str]:
         return sorted(self.origins)
+
+
+def bind_services(cls: type[Tester], services: Services) -> type[Tester]:
+    """``cls`` as the engine gets it from a registry: a subclass of the same name with each
+    service ``cls.uses`` names as a class attribute (``self.lua_scripts``, and in the class
+    method ``validate``)."""
+    attrs = {name: getattr(services, name) for name in cls.uses}
+    attrs.update(__module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__)
+    return type(cls.__name__, (cls,), attrs)
 
 
 def _where(obj: object, fallback: str) -> str:
@@ -76,6 +91,10 @@ def _verify(cls: type[Tester]) -> str | None:
         return f"transport {cls.transport!r} is not one of {', '.join(TRANSPORTS)}"
     if not inspect.iscoroutinefunction(cls.check):
         return "check() must be an async method"
+    unknown = [name for name in cls.uses if name not in SERVICE_NAMES]
+    if unknown:
+        return (f"uses unknown services: {', '.join(map(repr, unknown))} "
+                f"(valid: {', '.join(SERVICE_NAMES)})")
     clash = sorted(_COMMON & {a.name for a in cls.attributes})
     if clash:
         return f"declares attributes that every tester already has: {', '.join(clash)}"
@@ -118,9 +137,11 @@ def _load_file(registry: Registry, path: str) -> None:
         registry.add(cls, path)
 
 
-def load_testers(modules: tuple[str, ...] = ("all",), modules_path: str | None = None) -> Registry:
-    """Load built-ins, entry points and ``modules_path/*.py``; keep those ``modules`` selects."""
-    registry = Registry()
+def load_testers(modules: tuple[str, ...] = ("all",), modules_path: str | None = None,
+                 services: Services | None = None) -> Registry:
+    """Load built-ins, entry points and ``modules_path/*.py``; keep those ``modules`` selects.
+    The testers get ``services`` (default: new ones with the default settings)."""
+    registry = Registry(services=services or Services())
     for name, spec in BUILTIN.items():
         try:
             registry.add(_import_path(spec), f"builtin ({spec})")

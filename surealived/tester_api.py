@@ -168,6 +168,10 @@ class Tester:
     # the same real with the same settings under several virtuals is checked once for all of
     # them, unless the check depends on the virtual (a script reads ``t.vname``)
     shared: ClassVar[bool] = True
+    # services the daemon owns that the tester uses, by name (``services.Services``: today
+    # ``lua_scripts``): the registry gives each as a class attribute of the class the engine
+    # gets, the daemon's own, so ``self.lua_scripts`` and ``cls.lua_scripts`` in ``validate``
+    uses: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigErrors
 from ..registry import Registry, load_testers
+from ..services import Services
 from .main import DEFAULT_PATH, MainConfig, load_maincfg
 from .model import Config
 from .xml import parse_config
@@ -101,7 +102,8 @@ def check_files(xml_path: str, maincfg_path: str | None) -> CheckReport:
     except ConfigErrors as exc:
         report.cfg_errors.extend(str(e) for e in exc.errors)
         report.maincfg = MainConfig(source=maincfg_path or DEFAULT_PATH)
-    registry = load_testers(report.maincfg.modules, report.maincfg.modules_path)
+    registry = load_testers(report.maincfg.modules, report.maincfg.modules_path,
+                            Services.from_maincfg(report.maincfg))
     report.registry = registry
     report.tester_errors.extend(str(e) for e in registry.errors)
     try:

@@ -33,7 +33,7 @@ class Key:
     """One surealived.cfg key: how its text becomes a value (its default is on ``MainConfig``)."""
 
     name: str
-    kind: str  # bool | int | path | level | modules | addr | listen | str | mode
+    kind: str  # bool | int | path | level | modules | addr | listen | str | mode | luapath
     help: str
     minimum: int = 0
     maximum: int = 2**31 - 1
@@ -89,6 +89,9 @@ KEYS: tuple[Key, ...] = (
     Key("max_inflight", "int", "checks in flight at once (0: derived from maxfd)"),
     Key("lua_memory_kb", "int", "memory cap of each Lua runtime, kB", 1024),
     Key("lua_instructions", "int", "Lua instruction budget per check", 1000),
+    Key("lua_path", "luapath",
+        "where Lua require() looks after the script's own folder: folders or templates "
+        "('/opt/lua/?.lua'), ';'-separated"),
     Key("notify_timeout", "int", "seconds a notify script may run before it is killed", 1),
     Key("pid_file", "path", "pid file written in -d mode ('' for none)"),
     Key("ipvssync_pid_file", "path", "pid file ipvssync writes in -d mode ('' for none)"),
@@ -152,6 +155,7 @@ class MainConfig:
     max_inflight: int = 0
     lua_memory_kb: int = 65536
     lua_instructions: int = 10_000_000
+    lua_path: tuple[str, ...] = ()
     notify_timeout: int = 30
     pid_file: str = ""
     ipvssync_pid_file: str = ""
@@ -185,6 +189,28 @@ def _parse_listen(text: str) -> tuple[str, int] | None:
     if not 0 <= number <= 65535:
         raise ValueError("a port 0..65535")
     return host, number
+
+
+def folder_templates(folder: str) -> tuple[str, str]:
+    """What a folder of Lua modules means as ``package.path`` templates."""
+    return os.path.join(folder, "?.lua"), os.path.join(folder, "?", "init.lua")
+
+
+def parse_lua_path(text: str, base_dir: str) -> tuple[str, ...]:
+    """``lua_path``: ``;``-separated ``package.path`` templates (``/opt/lua/?.lua``, ``?`` the
+    module name with dots turned into ``/``) or folders (``F/?.lua`` and ``F/?/init.lua``),
+    relative ones under ``base_dir``. Empty entries (``;;``, Lua's "the default": for a script,
+    its own folder, which is always searched first) add nothing."""
+    templates: list[str] = []
+    for entry in text.split(";"):
+        if not entry:
+            continue
+        path = entry if os.path.isabs(entry) else os.path.join(base_dir, entry)
+        if "?" in path:
+            templates.append(path)
+        else:
+            templates.extend(folder_templates(os.path.normpath(path)))
+    return tuple(dict.fromkeys(templates))
 
 
 def _converter(key: Key, base_dir: str) -> Callable[[str], Any]:
@@ -229,6 +255,7 @@ def _converter(key: Key, base_dir: str) -> Callable[[str], Any]:
         "listen": _parse_listen,
         "str": str,
         "mode": mode,
+        "luapath": lambda text: parse_lua_path(text, base_dir),
     }
     return table[key.kind]
 
@@ -240,6 +267,7 @@ _VALID_HINT = {
     "listen": "ADDR:PORT or off",
     "mode": "an octal file mode such as 0660",
     "modules": "'all' or a comma list of tester names",
+    "luapath": "folders or templates such as /opt/lua/?.lua, separated by ';'",
 }
 
 

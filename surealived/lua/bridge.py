@@ -62,6 +62,7 @@ from .codes import (
     RECV_EXACTLY,
     RECV_LINE,
     RECV_UNTIL,
+    REQUIRE,
     REUSED,
     SEND,
     SLEEP,
@@ -69,7 +70,7 @@ from .codes import (
 )
 from .crossing import ERROR_MAX, LOG_MAX, REASON_MAX, clean, first_line
 from .runtime import LuaError, LuaMemoryError
-from .scripts import SCRIPTS, SHARED_LOOK, Script
+from .scripts import SHARED_LOOK, Script
 
 log = logging.getLogger("surealived")
 monotonic = time.monotonic
@@ -374,6 +375,9 @@ class Session:
         log_line(self.script, self.target, level, message, self.probe)
         return None
 
+    async def require(self, request: tuple[Any, ...]) -> Any:
+        return self.script.find_module(request[1])  # a module's file: no I/O to wait for
+
 
 def log_line(script: Script, target: Target, level: bytes, message: bytes,
              probe: Probe | None = None) -> None:
@@ -396,7 +400,7 @@ OPS: dict[int, Callable[[Session, tuple[Any, ...]], Awaitable[Any]]] = {
     RECV_ANY: Session.receive_any, RECV_UNTIL: Session.receive_until,
     RECV_DGRAM: Session.receive_datagram, SLEEP: Session.sleep, NOW: Session.now,
     LOG: Session.log, KEEPALIVE: Session.keepalive, REUSED: Session.reused,
-    OPTION: Session.option,
+    OPTION: Session.option, REQUIRE: Session.require,
 }
 HOT = frozenset((SEND, RECV_EXACTLY, RECV_LINE))  # served in run_script's loop on a stream
 SOCKET_CODES = frozenset((CONNECT, TLS, SEND, CLOSE, BIND, PEER, RECV_EXACTLY, RECV_LINE,
@@ -443,14 +447,17 @@ def _script_error(script: Script, text: str) -> Result:
     if text.startswith(MEMORY):
         script.runtime.recover()
     script.report_once(text)
-    SCRIPTS.count_error()
+    script.registry.count_error()
     return Result.down(f"lua: {text}")
 
 
 def error_ended(script: Script, target: Target, exc: LuaError,
                 probe: Probe | None = None) -> Result:
     """The check raised: log what it printed before, then fail with the error's first line."""
-    logs = list(script.runtime.drain().values())
+    try:
+        logs = list(script.runtime.drain().values())
+    except LuaError:  # no memory left even for that
+        logs = []
     for level, message in zip(logs[::2], logs[1::2], strict=False):
         log_line(script, target, level, message, probe)
     if isinstance(exc, LuaMemoryError):
@@ -466,21 +473,21 @@ ArgsCache = dict[int, tuple[Target, Any, Any, int, tuple[Any, ...]]]
 def check_args(script: Script, t: Target, settings: Any, cache: ArgsCache) -> tuple[Any, ...]:
     """The arguments of a check thread for this check: the script's version, the instruction
     budget and the metatable of the target's fields (the sandbox's ``target()``), made once
-    per target in ``cache`` (the engine reuses targets) in the script's runtime (the factory is
+    per target in ``cache`` (the engine reuses targets) in the script's runtime (the version is
     the runtime's: a check of another script makes its own)."""
-    factory, budget = script.factory, script.limits.instructions
+    version, budget = script.version, script.limits.instructions
     cached = cache.get(id(t))
     if (cached is not None and cached[0] is t and cached[1] is settings
-            and cached[2] is factory and cached[3] == budget):
+            and cached[2] is version and cached[3] == budget):
         return cached[4]
     params = settings.get("params", "")
     record = script.runtime.target(
         t.addr.encode(), t.port, t.vname.encode(), t.vaddr.encode(), t.vport, t.vproto.encode(),
         t.vfwmark, t.rname.encode(), t.rport, params.encode(), int(t.timeout * 1000), t.ssl)
-    args = (factory, budget, record)
+    args = (version, budget, record)
     if len(cache) > ARGS_CACHE:
         cache.clear()
-    cache[id(t)] = (t, settings, factory, budget, args)
+    cache[id(t)] = (t, settings, version, budget, args)
     return args
 
 
@@ -496,7 +503,7 @@ def take_thread(script: Script, target: Target, settings: Any, cache: ArgsCache
     owns one count of ``script.running`` from here and gives it back with ``release_thread``."""
     if not script.running or monotonic() - script.looked >= SHARED_LOOK:
         script.refresh_for_check()
-    if script.factory is None:
+    if script.version is None:
         return Result.down(f"lua: {script.error}")
     runtime = script.runtime
     try:

@@ -13,6 +13,7 @@ NAMES = (
     "CONNECT", "TLS", "SEND", "CLOSE", "BIND", "PEER",
     "RECV_EXACTLY", "RECV_LINE", "RECV_ALL", "RECV_ANY", "RECV_UNTIL", "RECV_DGRAM",
     "SLEEP", "NOW", "LOG", "KEEPALIVE", "REUSED", "OPTION",
+    "REQUIRE",  # a module's file: REQUIRE, name (modules.lua; served by scripts.Script)
 )
 CODES = {name: code for code, name in enumerate(NAMES)}
 
@@ -35,6 +36,7 @@ LOG = CODES["LOG"]
 KEEPALIVE = CODES["KEEPALIVE"]
 REUSED = CODES["REUSED"]
 OPTION = CODES["OPTION"]
+REQUIRE = CODES["REQUIRE"]
 
 MAX_SOCKETS = 16  # sockets a check may have open at once (connect refuses more)
 REASON_MAX = 512  # bytes of a check's reason that cross into Python (verdict.lua, crossing.py)

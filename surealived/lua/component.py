@@ -2,14 +2,13 @@
 
 ``lua_memory_kb`` caps each script's runtime, ``lua_instructions`` is the budget of one check;
 both apply to running scripts on start and on reload. Every Lua error (a script error, a
-broken budget or memory cap) counts in ``stats`` / the metrics as ``lua_errors``.
+broken budget or memory cap) counts in ``stats`` / the metrics as ``lua_errors``. The scripts
+are the daemon's own (``daemon.services.lua_scripts``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from ..components import DaemonView as Daemon  # the view, under the name this file uses
@@ -23,15 +22,16 @@ class LuaComponent:
         self._apply(daemon)
 
     async def stop(self, daemon: Daemon) -> None:
-        SCRIPTS.on_error = None
+        daemon.services.lua_scripts.on_error = None
 
     @staticmethod
     def _apply(daemon: Daemon) -> None:
         m = daemon.maincfg
-        SCRIPTS.set_limits(m.lua_memory_kb * 1024, m.lua_instructions)
+        scripts = daemon.services.lua_scripts
+        scripts.set_limits(m.lua_memory_kb * 1024, m.lua_instructions)
         counters = daemon.state.counters
 
         def count() -> None:
             counters.lua_errors += 1
 
-        SCRIPTS.on_error = count
+        scripts.on_error = count

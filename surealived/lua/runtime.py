@@ -33,7 +33,7 @@ DEFAULT_INSTRUCTIONS = 10_000_000
 
 # In load order: each file uses what the ones before it returned.
 FILES = ("sandbox", "pattern", "bounded", "sock", "frozen", "ngx_re", "ngx", "libs", "env",
-         "verdict", "legacy", "worker")
+         "modules", "verdict", "legacy", "worker")
 LUA_DIR = resources.files(__package__ or "surealived.lua") / "lua"
 
 
@@ -67,6 +67,7 @@ class Runtime:
         self.inspect: Any = api[b"inspect"]
         self.drain: Any = api[b"drain"]
         self.target: Any = api[b"target"]
+        self.is_builtin: Any = api[b"is_builtin"]
         self.idle: list[Any] = []  # check threads waiting for their next check (bridge.py)
 
     def _load(self) -> Any:

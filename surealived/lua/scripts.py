@@ -1,9 +1,13 @@
 """Lua scripts by path: compiled once per file version, reloaded on edit, broken edits kept out.
 
 Strategy: each script file has its own sandboxed runtime (its memory cap is the script's). Before
-every check the file is ``stat``-ed (mtime, size, inode); when that changed, the file is read,
-compiled and its main chunk run once without I/O to learn which API it offers (``check(t)`` or
-the original's ``prepare``/``process_event``). A version that fails keeps the last good one
+every check the file and the files of the modules it required are ``stat``-ed (mtime, size,
+inode); when one changed, a new version is loaded: the script is read, compiled and its main
+chunk run once without I/O (``worker.inspect``), which learns the API it offers (``check(t)`` or
+the original's ``prepare``/``process_event``) and requires its modules; the changed modules are
+loaded again, the others kept. A ``check(t)`` version keeps the environment its main chunk ran
+in for all its checks; an original's script runs its main chunk again in a fresh environment for
+every check. A version that fails (the script or any of its modules) keeps the last good one
 running; the error is logged once per edit and stays readable through ``errors()`` (the status
 output) and ``Script.error`` until a good version arrives. A script that never compiled fails
 its checks with the compile error as the reason.
@@ -11,6 +15,7 @@ its checks with the compile error as the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -18,12 +23,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .crossing import ERROR_MAX, clean
+from .codes import REQUIRE
+from .crossing import ERROR_MAX, clean, first_line
+from .modules import (
+    MAX_SCRIPT_BYTES,
+    ModuleError,
+    Signature,
+    find_module,
+    required_names,
+    search_path,
+    signature_of,
+    valid_name,
+)
 from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
 
 log = logging.getLogger("surealived")
 
-MAX_SCRIPT_BYTES = 1 << 20
 SHARED_LOOK = 0.01  # seconds: overlapping checks share a look at the file this recent
 LOG_RATE = 10  # sd.log/print lines a second a script may log, over all its reals...
 LOG_BURST = 100  # ...in bursts of this many
@@ -49,14 +64,24 @@ def _text(value: Any) -> str:
 class Script:
     """One script file: its runtime, the good version that runs, and what is wrong, if anything."""
 
-    def __init__(self, path: str, limits: Limits) -> None:
+    def __init__(self, path: str, registry: ScriptRegistry) -> None:
         self.path = path
         self.name = os.path.basename(path)
-        self.limits = limits
-        self.runtime = Runtime(limits.memory)
-        self.factory: Any = None  # the last good version (a Lua function), or None
+        self.registry = registry
+        self.limits = registry.limits
+        self.runtime = Runtime(self.limits.memory)
+        self.search = search_path(path, registry.lua_path)  # templates of its require()
+        # the last good version (a Lua table made by worker.inspect: its check function and
+        # environment, or its main chunk; its modules), or None
+        self.version: Any = None
         self.api = ""  # "check" or "legacy" for the good version
-        self.seen: tuple[int, int, int] | None = None  # stat of the last version looked at
+        self.seen: Signature | None = None  # stat of the last version looked at
+        # modules loaded from files, by name: path and stat (of the last version looked at);
+        # ``loading`` collects those of a version being loaded
+        self.modules: dict[bytes, tuple[str, Signature | None]] = {}
+        self.loading: dict[bytes, tuple[str, Signature | None]] | None = None
+        self.chunks: dict[str, str] = {}  # a module's chunk name -> its path (for messages)
+        self.checked: tuple[Any, list[str]] | None = None  # check_requires() of a version
         self.problem: ScriptProblem | None = None
         self.reported: set[str] = set()  # errors logged, cut to ERROR_MAX (crossing.py)
         # the bridge's Results, by reply (64 at most, each reason at most REASON_MAX + 1 bytes)
@@ -86,7 +111,7 @@ class Script:
         self.refresh()
 
     def refresh(self) -> None:
-        """Look at the file; recompile when it changed."""
+        """Look at the file and at its modules' files; load a new version when one changed."""
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -95,18 +120,26 @@ class Script:
         else:
             signature = (st.st_mtime_ns, st.st_size, st.st_ino)
             reason = ""
-        if signature is not None and signature == self.seen:
-            return
         if signature is None:
             if self.problem is None or self.problem.message != reason:
                 self._fail(reason)
             return
+        changed = {}
+        for name, (path, seen) in self.modules.items():
+            now = signature_of(path)
+            if now != seen:
+                changed[name] = (path, now)
+        if signature == self.seen and not changed:
+            return
         self.seen = signature
-        problem = self._load()
+        # seen as they are now: a broken module is not tried again until it changes again
+        self.modules.update(changed)
+        problem = self._load(list(changed))
         if problem:
             self._fail(problem)
 
-    def _load(self) -> str | None:
+    def _load(self, changed: list[bytes]) -> str | None:
+        """Load the script as it is on disk, with the ``changed`` modules loaded again."""
         try:
             with open(self.path, "rb") as handle:
                 source = handle.read(MAX_SCRIPT_BYTES + 1)
@@ -115,33 +148,115 @@ class Script:
         if len(source) > MAX_SCRIPT_BYTES:
             return f"{self.path}: larger than {MAX_SCRIPT_BYTES} bytes"
         runtime = self.runtime
+        self.loading = dict(self.modules)
         try:
             # Lua cuts chunk names at 60 bytes: the file name keeps run-time errors short, and
             # errors shown by -t and the status output get the whole path back.
-            factory, error = runtime.compile(source, b"@" + self.name.encode())
-            if not factory:
+            main, error = runtime.compile(source, b"@" + self.name.encode())
+            if not main:
                 return self._full_path(_text(error))
-            api, detail = runtime.inspect.coroutine(factory, self.limits.instructions).send(None)
-        except LuaError as exc:  # memory exhausted while compiling
+            old = self.version[b"loaded"] if self.version is not None else None
+            api, detail = self._inspect(main, old, changed)
+        except LuaError as exc:  # a budget or the memory cap broken while loading
+            with contextlib.suppress(LuaError):
+                runtime.drain()
             runtime.recover()
-            return f"{self.path}: {exc}"
+            return self._full_path(first_line(str(exc)))
+        finally:
+            loaded, self.loading = self.loading, None
         if api == b"error":
             return self._full_path(_text(detail))
-        was_broken = self.problem is not None and self.factory is not None
-        self.factory, self.api = factory, _text(api)
+        was_broken = self.problem is not None and self.version is not None
+        self.version, self.api = detail, _text(api)
+        self.modules = loaded
         self.problem = None
         if was_broken:
             log.info("Lua script %s: fixed, the new version runs", self.path)
         return None
 
+    def _inspect(self, main: Any, old: Any, changed: list[bytes]) -> tuple[Any, Any]:
+        """Run the main chunk once (worker.inspect), serving its ``require`` requests; returns
+        the API and the version, or ``"error"`` and why."""
+        stale = self.runtime.lua.table_from(changed)
+        co = self.runtime.inspect.coroutine(main, self.limits.instructions, old, stale)
+        reply: Any = None
+        while True:
+            out = co.send(reply)
+            if type(out) is not tuple or type(out[0]) is not int:
+                return out
+            # a request: a module's file, or a line printed while loading (not logged)
+            reply = self.find_module(out[1]) if out[0] == REQUIRE else None
+
+    def find_module(self, name: bytes) -> tuple[Any, ...]:
+        """The reply to a ``require`` request: ``source, chunk name``, or ``nil, error,
+        missing``. Every module file read is recorded with its stat, for the next look."""
+        try:
+            found = find_module(name, self.search)
+        except ModuleError as exc:
+            return None, str(exc).encode(), exc.missing
+        into = self.loading if self.loading is not None else self.modules
+        into[name] = (found.path, found.signature)
+        self.chunks[found.chunk] = found.path
+        return found.source, b"@" + found.chunk.encode()
+
+    def check_requires(self) -> list[str]:
+        """For ``-t``: the modules named by the string-literal ``require`` calls of the script
+        and, recursively, of its modules that loading the script did not run (required inside
+        a function), each found and compiled; the files that do not compile, as ``file:line:
+        ...``. A name that finds no file is left to run time: an optional module is no error,
+        and the daemon checks its configuration this way too. Once per version (the
+        configuration names a script once per tester that uses it)."""
+        if self.checked is not None and self.checked[0] is self.version:
+            return self.checked[1]
+        problems = self._check_requires()
+        self.checked = (self.version, problems)
+        return problems
+
+    def _check_requires(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                source = handle.read(MAX_SCRIPT_BYTES + 1)
+        except OSError:
+            return []  # refresh() said so already
+        files = [(self.path, source)]
+        for name, (path, _) in self.modules.items():
+            with contextlib.suppress(ModuleError):
+                files.append((path, find_module(name, self.search).source))
+        known = set(self.modules)
+        problems = []
+        while files:
+            path, source = files.pop()
+            for name, line in required_names(source):
+                if name in known or self.runtime.is_builtin(name):
+                    continue
+                known.add(name)
+                try:
+                    found = find_module(name, self.search)
+                except ModuleError as exc:
+                    if not exc.missing and valid_name(name):  # a file, but not a module's
+                        problems.append(f"{path}:{line}: {exc}")
+                    continue
+                self.chunks[found.chunk] = found.path
+                _, error = self.runtime.compile(found.source, b"@" + found.chunk.encode())
+                if error:
+                    problems.append(clean(self._full_path(_text(error)), ERROR_MAX))
+                else:
+                    files.append((found.path, found.source))
+        return problems
+
     def _full_path(self, message: str) -> str:
+        """A message of the script or of one of its modules, the file named by its whole path
+        (Lua names it by its chunk name)."""
         if message.startswith(self.name + ":"):
             return os.path.join(os.path.dirname(self.path), message)
+        chunk, sep, rest = message.partition(":")
+        if sep and chunk in self.chunks:
+            return f"{self.chunks[chunk]}:{rest}"
         return f"{self.path}: {message}"
 
     def _fail(self, message: str) -> None:
         message = clean(message, ERROR_MAX)  # a compile error quotes the script's own text
-        running_old = self.factory is not None
+        running_old = self.version is not None
         self.problem = ScriptProblem(self.path, message, time.time(), running_old)
         if running_old:
             log.error("Lua script %s: %s (the previous version keeps running)", self.path, message)
@@ -185,10 +300,13 @@ class Limits:
 
 
 class ScriptRegistry:
-    """Every script in use, by absolute path."""
+    """Every script of one daemon (or of one ``surealived probe``, one ``-t``), by absolute
+    path, with the limits they run under: the daemon makes it and hands it to the Lua tester
+    (``Tester.uses``, registry.py), so two daemons in one process share no script."""
 
-    def __init__(self) -> None:
-        self.limits = Limits()
+    def __init__(self, limits: Limits | None = None, lua_path: tuple[str, ...] = ()) -> None:
+        self.limits = limits or Limits()
+        self.lua_path = lua_path  # surealived.cfg lua_path: templates of require()
         self.scripts: dict[str, Script] = {}
         self.on_error: Callable[[], None] | None = None  # counts Lua errors (the daemon's)
 
@@ -196,7 +314,7 @@ class ScriptRegistry:
         path = os.path.abspath(path)
         script = self.scripts.get(path)
         if script is None:
-            script = self.scripts[path] = Script(path, self.limits)
+            script = self.scripts[path] = Script(path, self)
         return script
 
     def set_limits(self, memory: int, instructions: int) -> None:
@@ -213,5 +331,3 @@ class ScriptRegistry:
         if self.on_error is not None:
             self.on_error()
 
-
-SCRIPTS = ScriptRegistry()

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from ..engine.state import DaemonState, RealState, VirtualState
 from .recent import Minute, RecentChecks
 from .views import real_id, real_state_word, script_problems, untested_count, virtual_id
+
+if TYPE_CHECKING:
+    from ..lua.scripts import ScriptProblem
 
 REFRESH_S = 2
 REFRESH_LARGE_S = 10  # above LARGE reals a render costs more: refresh less often
@@ -290,7 +294,8 @@ def _virtual_row(v: VirtualState, reals: list[RealState], is_open: bool, view: V
 
 
 def render(state: DaemonState, now: float, title: str = "surealived",
-           view: View | None = None, recent: RecentChecks | None = None) -> str:
+           view: View | None = None, recent: RecentChecks | None = None,
+           script_errors: Iterable[ScriptProblem] = ()) -> str:
     view = view or View()
     total = sum(len(v.reals) for v in state.virtuals)
     refresh = REFRESH_S if total <= LARGE else REFRESH_LARGE_S
@@ -306,7 +311,7 @@ def render(state: DaemonState, now: float, title: str = "surealived",
         f'{"Ready" if untested == 0 else f"Waiting for {untested} reals to be tested"}. '
         f"Updated {_e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))}.</p>",
     ]
-    for problem in script_problems():
+    for problem in script_problems(script_errors):
         still = ("the last good version keeps running" if problem["running_old"]
                  else "its checks fail")
         parts.append(f'<p class="script-error">Lua script {_e(problem["path"])} is broken '

@@ -286,7 +286,8 @@ class StatusServer:
 
     def status_json(self) -> str:
         fig = self.figures()
-        data = status_view(self.daemon.state, fig.now)
+        data = status_view(self.daemon.state, fig.now,
+                           self.daemon.services.lua_scripts.errors().values())
         data["engine"] = dict(fig.engine)
         data["last_snapshot"] = fig.last_snapshot
         data["version"] = fig.version
@@ -308,5 +309,6 @@ class StatusServer:
     async def handle_page(self, request: web.Request) -> web.Response:
         view = page.View.from_query({k: request.query.getall(k) for k in request.query})
         text = self.cached(f"page{view.query()}", lambda: page.render(
-            self.daemon.state, self.clock(), view=view, recent=self.recent))
+            self.daemon.state, self.clock(), view=view, recent=self.recent,
+            script_errors=self.daemon.services.lua_scripts.errors().values()))
         return web.Response(text=text, content_type="text/html")

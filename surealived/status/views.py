@@ -3,9 +3,13 @@ port's ``format=json`` and the HTTP ``/status`` document. Pure: state in, plain 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..engine.state import DaemonState, RealState, VirtualState
+
+if TYPE_CHECKING:
+    from ..lua.scripts import ScriptProblem
 
 
 def virtual_id(v: VirtualState) -> str:
@@ -83,15 +87,14 @@ def untested_count(state: DaemonState) -> int:
     return sum(1 for r in state.reals() if not (r.tested or r.virtual.tested))
 
 
-def script_problems() -> list[dict[str, Any]]:
+def script_problems(problems: Iterable[ScriptProblem]) -> list[dict[str, Any]]:
     """Lua scripts whose file is broken (the last good version, if any, keeps running)."""
-    from ..lua import script_errors
-
     return [{"path": p.path, "message": p.message, "since": p.since,
-             "running_old": p.running_old} for p in script_errors().values()]
+             "running_old": p.running_old} for p in problems]
 
 
-def status_view(state: DaemonState, now: float) -> dict[str, Any]:
+def status_view(state: DaemonState, now: float,
+                script_errors: Iterable[ScriptProblem] = ()) -> dict[str, Any]:
     """The whole ``/status`` document."""
     virtuals = []
     for i, v in enumerate(state.virtuals):
@@ -104,6 +107,7 @@ def status_view(state: DaemonState, now: float) -> dict[str, Any]:
     return {
         "time": now, "started": state.started, "config": state.config.path,
         "virtuals_count": len(state.virtuals), "reals_count": reals,
-        "untested": untested, "ready": untested == 0, "script_errors": script_problems(),
+        "untested": untested, "ready": untested == 0,
+        "script_errors": script_problems(script_errors),
         "virtuals": virtuals,
     }

@@ -85,3 +85,44 @@ def test_modules_key_selects_testers() -> None:
     registry = load_testers(("http", "tcp", "nope"))
     assert set(registry.names) == {"http", "tcp", "none"}
     assert any("nope" in str(e) and "no such tester" in str(e) for e in registry.errors)
+
+
+def test_a_tester_gets_the_services_of_its_own_registry(tmp_path) -> None:
+    """Two registries (two daemons in one process) hand out their own Lua scripts: a script
+    loaded by one is unknown to the other, and a third-party tester may use the service too."""
+    (tmp_path / "scripted.py").write_text(textwrap.dedent('''
+        from surealived.tester_api import Result, Tester
+
+        class Scripted(Tester):
+            name = "scripted"
+            uses = ("lua_scripts",)
+
+            def __init__(self, settings):
+                super().__init__(settings)
+                self.script = self.lua_scripts.get(settings["script"])
+
+            async def check(self, probe):
+                return Result.up()
+
+        class Wrong(Tester):
+            name = "wrong"
+            uses = ("database",)
+
+            async def check(self, probe):
+                return Result.up()
+    '''))
+    script = tmp_path / "s.lua"
+    script.write_text("function check(t) return true end")
+    one, two = load_testers(modules_path=str(tmp_path)), load_testers(modules_path=str(tmp_path))
+    assert one.services.lua_scripts is not two.services.lua_scripts
+    lua_one, lua_two = one.get("lua"), two.get("lua")
+    assert lua_one is not lua_two and lua_one.__name__ == "LuaTester"
+    tester = lua_one({"script": str(script), "params": ""})
+    assert tester.script is one.services.lua_scripts.get(str(script))  # type: ignore[attr-defined]
+    assert str(script) in one.services.lua_scripts.scripts
+    assert not two.services.lua_scripts.scripts
+    scripted = two.get("scripted")({"script": str(script)})
+    assert scripted.script is two.services.lua_scripts.get(str(script))  # type: ignore[attr-defined]
+    assert scripted.script is not tester.script  # type: ignore[attr-defined]
+    text = "\n".join(str(e) for e in one.errors)
+    assert "uses unknown services: 'database' (valid: lua_scripts, process_trees)" in text

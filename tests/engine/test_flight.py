@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from builtin_testers.http import HttpTester
-from builtin_testers.lua import LuaTester
 from builtin_testers.tcp import TcpTester
 from surealived import tester_api as api
 from surealived.config.main import MainConfig
@@ -27,6 +26,7 @@ from surealived.engine.scheduler import Engine
 from surealived.engine.state import CheckTiming, DaemonState
 from surealived.engine.transcript import Transcript
 from surealived.tester_api import Probe, ProbeError, Result, Target
+from tests.lua.helpers import LuaTester
 from tests.servers import Nginx, bad_tcp_server, nginx
 from tests.testers.helpers import settings
 

@@ -12,14 +12,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builtin_testers.lua import LuaTester
+from builtin_testers import lua
 from surealived.engine.flight import Runner, run_check
 from surealived.engine.state import CheckTiming
 from surealived.engine.transcript import Transcript
-from surealived.tester_api import Result, Target
+from surealived.lua import ScriptRegistry
+from surealived.registry import bind_services
+from surealived.services import Services
+from surealived.tester_api import Result, Target, Tester
 from tests.testers.helpers import settings
 
 LUA_TESTERS = Path(__file__).resolve().parents[2] / "lua_testers"
+
+
+
+def lua_tester(scripts: ScriptRegistry) -> type[Tester]:
+    """The Lua tester as a registry with these scripts hands it to the engine."""
+    return bind_services(lua.LuaTester, Services(lua_scripts=scripts))
+
+
+# The tests' scripts and the Lua tester bound to them, as a daemon's registry binds it to its own
+SCRIPTS = ScriptRegistry()
+LuaTester = lua_tester(SCRIPTS)
 
 Step = tuple[Any, ...]
 
@@ -111,9 +125,12 @@ def lua_target(port: int, *, timeout: float = 3.0, addr: str = "127.0.0.1",
 
 async def lua_check(script: str, port: int, *, params: str = "", timeout: float = 3.0,
                     addr: str = "127.0.0.1", transcript: Transcript | None = None,
-                    target: dict[str, Any] | None = None) -> tuple[Result, CheckTiming]:
-    options = settings(LuaTester, script=script, params=params)
-    return await run_check(LuaTester(options),
+                    target: dict[str, Any] | None = None,
+                    scripts: ScriptRegistry | None = None) -> tuple[Result, CheckTiming]:
+    """One check of ``script`` (of the tests' SCRIPTS, or of ``scripts``)."""
+    cls = LuaTester if scripts is None else lua_tester(scripts)
+    options = settings(cls, script=script, params=params)
+    return await run_check(cls(options),
                            lua_target(port, timeout=timeout, addr=addr, **(target or {})),
                            options, transcript=transcript)
 

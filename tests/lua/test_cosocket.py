@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from builtin_testers.lua import LuaTester
 from surealived.engine.flight import run_check
 from surealived.engine.transcript import Transcript
 from tests.servers import free_port, nginx
 from tests.testers.helpers import settings
 
-from .helpers import dialogue_server, lua_check, lua_target, write_script
+from .helpers import LuaTester, dialogue_server, lua_check, lua_target, write_script
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from surealived.engine.transcript import Transcript
-from surealived.lua import SCRIPTS
 from surealived.lua.crossing import ERROR_MAX, LOG_MAX, REASON_MAX, clean, first_line
 from surealived.lua.scripts import LOG_BURST, REPORTED
 from tests.daemon_harness import BIN
 
-from .helpers import dialogue_server, lua_check, write_script
+from .helpers import SCRIPTS, dialogue_server, lua_check, write_script
 
 MB = 1 << 20
 

@@ -1,5 +1,5 @@
 """Hot edits: a changed script runs at the next check; a broken edit keeps the last good version,
-is logged once and shows in ``script_errors()`` and in ``surealived -t``."""
+is logged once and shows in ``ScriptRegistry.errors()`` and in ``surealived -t``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from builtin_testers.lua import LuaTester
 from surealived.cli import main
 from surealived.engine.flight import run_check
-from surealived.lua import SCRIPTS, script_errors
 from surealived.tester_api import Target
 from tests.testers.helpers import settings
 
-from .helpers import dialogue_server, lua_check, touch_new, write_script
+from .helpers import SCRIPTS, LuaTester, dialogue_server, lua_check, touch_new, write_script
 
 
 @pytest.mark.asyncio
@@ -34,7 +32,7 @@ async def test_edit_broken_edit_and_fix(tmp_path: Path, caplog: pytest.LogCaptur
     for _ in range(3):
         third, _ = await lua_check(script, 9)
         assert third.ok and third.reason == "v2"  # the last good version keeps running
-    problem = script_errors()[script]
+    problem = SCRIPTS.errors()[script]
     assert problem.message == f"{script}:2: unexpected symbol near '='" and problem.running_old
     logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert logged == [f"Lua script {script}: {problem.message} (the previous version keeps "
@@ -43,7 +41,7 @@ async def test_edit_broken_edit_and_fix(tmp_path: Path, caplog: pytest.LogCaptur
     touch_new(script, "function check(t) return false, 'v4' end")
     fourth, _ = await lua_check(script, 9)
     assert fourth.reason == "v4"
-    assert script not in script_errors()
+    assert script not in SCRIPTS.errors()
 
 
 @pytest.mark.asyncio
@@ -66,7 +64,7 @@ async def test_deleted_script_keeps_running(tmp_path: Path) -> None:
     os.unlink(script)
     result, _ = await run_check(tester, target, options)
     assert result.reason == "here"
-    assert "cannot read: no such file or directory" in script_errors()[script].message
+    assert "cannot read: no such file or directory" in SCRIPTS.errors()[script].message
 
 
 def test_check_config_reports_script_errors_with_file_and_line(tmp_path: Path) -> None:
@@ -102,10 +100,11 @@ async def test_a_broken_edit_shows_in_the_status_json_and_page(tmp_path: Path) -
     touch_new(script, "function check(t) return = end")
     await lua_check(script, 9)
     state = DaemonState(Config(path="x.xml"))
-    problems = {p["path"]: p for p in status_view(state, 0.0)["script_errors"]}
+    view = status_view(state, 0.0, SCRIPTS.errors().values())
+    problems = {p["path"]: p for p in view["script_errors"]}
     assert problems[script]["running_old"] is True
     assert "unexpected symbol" in problems[script]["message"]
-    page = render(state, 0.0)
+    page = render(state, 0.0, script_errors=SCRIPTS.errors().values())
     assert f"Lua script {script} is broken (the last good version keeps running)" in page
 
 

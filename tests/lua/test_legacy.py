@@ -152,7 +152,7 @@ async def test_eof_during_read_fails(tmp_path: Path) -> None:
 
 
 async def test_missing_prepare_is_reported(tmp_path: Path) -> None:
-    from surealived.lua import SCRIPTS
+    from .helpers import SCRIPTS
 
     script = write_script(tmp_path, "function process_event(txt) return 'eok' end\n")
     assert SCRIPTS.get(script).error == (

@@ -84,3 +84,16 @@ def test_control_characters_from_the_real_are_shown_escaped(tmp_path: Path) -> N
     assert code == 1, out
     assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\r" not in out
     assert "\\x1b]0;owned\\x07\\x1b[2J\\x00 café \\xff" in out
+
+
+def test_probe_finds_modules_on_the_lua_path_of_its_config(tmp_path: Path) -> None:
+    lib = tmp_path / "lib" / "resty"
+    lib.mkdir(parents=True)
+    (lib / "greeting.lua").write_text("return { text = 'from lua_path' }\n")
+    cfg = tmp_path / "surealived.cfg"
+    cfg.write_text("lua_path lib\n")
+    script = write_script(tmp_path, "local g = require 'resty.greeting'\n"
+                                    "function check(t) return true, g.text end")
+    code, out = run("lua", "-q", "-c", str(cfg), "--addr", "127.0.0.1", "--port", "9",
+                    f"script={script}")
+    assert code == 0 and out.startswith("verdict: up: from lua_path\n"), out

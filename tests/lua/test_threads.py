@@ -1,5 +1,6 @@
-"""Check threads are reused from one check to the next: nothing of a check reaches the next,
-and a check that failed, was killed or was abandoned at its deadline leaves no trace."""
+"""Check threads are reused from one check to the next: nothing of a check (its ``t``, its
+sockets, its record) reaches the next, and a check that failed, was killed or was abandoned at
+its deadline leaves no trace."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from surealived.lua import SCRIPTS
-
-from .helpers import dialogue_server, lua_check, write_script
+from .helpers import SCRIPTS, dialogue_server, lua_check, write_script
 
 pytestmark = pytest.mark.asyncio
 
 SCRIPT = """
-seen = seen  -- a global left by an earlier check would show here
 function check(t)
   if t.params == "boom" then error("boom") end
   if t.params == "spin" then while true do end end
-  local before = seen
-  seen = t.params
+  local before = t.seen  -- a t left by an earlier check would show here
+  t.seen = t.params
+  local seen = t.seen
   local s = sd.tcp()
   local ok, err = s:connect(t.addr, t.port)
   if not ok then return false, "connect: " .. err end
@@ -48,7 +47,7 @@ async def test_reused_threads_start_clean(tmp_path: Path) -> None:
             lua_check(script, server.port, params="spin"),
             lua_check(script, server.port, params="slow", timeout=0.3))
         reasons = [r.reason for r, _ in failed]
-        assert reasons[0].startswith("lua: test.lua:4: boom")
+        assert reasons[0].startswith("lua: test.lua:3: boom")
         assert reasons[1].startswith("lua: ") and "exhausted" in reasons[1]
         assert reasons[2].startswith("timeout after 0.3s")
         again = await asyncio.gather(*(lua_check(script, server.port, params=f"q{i}")

@@ -19,6 +19,7 @@ from surealived.config.main import MainConfig
 from surealived.config.xml import parse_config_bytes
 from surealived.engine.state import CheckTiming, DaemonState
 from surealived.registry import load_testers
+from surealived.services import Services
 from surealived.status import page
 from surealived.status.recent import RecentChecks
 from surealived.status.server import StatusServer
@@ -65,7 +66,8 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 def status_server() -> tuple[StatusServer, SimpleNamespace]:
     state = make_state()
-    daemon = SimpleNamespace(state=state, maincfg=MainConfig(), engine=None, components=[])
+    daemon = SimpleNamespace(state=state, maincfg=MainConfig(), engine=None, components=[],
+                             services=Services())
     server = StatusServer()
     server.daemon = daemon
     for real in state.virtuals[0].reals:
@@ -183,7 +185,7 @@ def big_server() -> StatusServer:
     state, recent = big_state()
     server = StatusServer(clock=lambda: NOW)
     server.daemon = SimpleNamespace(state=state, maincfg=MainConfig(), engine=None,
-                                    components=[])
+                                    components=[], services=Services())
     server.recent = recent
     return server
 

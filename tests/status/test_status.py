@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from surealived.config.main import MainConfig
 from surealived.engine.state import CheckTiming, DaemonState, RoundReport
+from surealived.services import Services
 from surealived.status import metrics
 from surealived.status.server import StatusServer
 from surealived.tester_api import Result
@@ -35,7 +36,7 @@ class FakeSync:
 def stand_in(state: DaemonState) -> SimpleNamespace:
     return SimpleNamespace(state=state, maincfg=MainConfig(status_listen=("127.0.0.1", 0)),
                            engine=SimpleNamespace(max_inflight=64, metrics=FakeMetrics()),
-                           loop_name="asyncio",
+                           loop_name="asyncio", services=Services(),
                            components=[FakeSync()])
 
 

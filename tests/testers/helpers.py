@@ -9,7 +9,11 @@ from surealived.config.model import FrozenOptions
 from surealived.engine.flight import run_check
 from surealived.engine.state import CheckTiming
 from surealived.engine.transcript import Transcript
+from surealived.registry import bind_services
+from surealived.services import Services
 from surealived.tester_api import Result, Target, Tester
+
+SERVICES = Services()  # the daemon-owned services of the testers' tests (one exec helper)
 
 
 def settings(cls: type[Tester], **text: str) -> FrozenOptions:
@@ -25,4 +29,6 @@ async def check(cls: type[Tester], port: int, addr: str = "127.0.0.1", *, timeou
     options = settings(cls, **text)
     tgt = Target(addr=addr, port=port, rname="r1", rport=80, vname="v1", vaddr="192.0.2.1",
                  vport=80, vproto="tcp", vfwmark=0, timeout=timeout, **(target or {}))
+    if cls.uses:  # as a registry hands it to the engine, with the tests' own services
+        cls = bind_services(cls, SERVICES)
     return await run_check(cls(options), tgt, options, transcript=transcript)

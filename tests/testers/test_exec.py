@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from builtin_testers.exec import ExecTester
-from surealived import proctree
 from surealived.engine.transcript import Transcript
 
-from .helpers import check
+from .helpers import SERVICES, check
 
 pytestmark = pytest.mark.asyncio
 
@@ -198,13 +197,13 @@ async def test_a_program_that_cannot_start(tmp_path: Path) -> None:
 async def test_a_helper_that_was_killed_is_started_again(tmp_path: Path) -> None:
     prog = script(tmp_path, "exit 0")
     result, _ = await check(ExecTester, 80, exec=prog)
-    helper = proctree._HELPER.proc
+    helper = SERVICES.process_trees.proc
     assert result.ok and helper is not None
     helper.kill()
     helper.wait()
     result, _ = await check(ExecTester, 80, exec=prog)
     assert result.ok, result.reason
-    assert proctree._HELPER.proc is not None and proctree._HELPER.proc.pid != helper.pid
+    assert SERVICES.process_trees.proc is not None and SERVICES.process_trees.proc.pid != helper.pid
 
 
 DAEMON = """

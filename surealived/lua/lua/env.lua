@@ -1,8 +1,11 @@
--- env.lua: the globals a script sees. Scripts never see the runtime's real globals: each check
--- gets a fresh environment table whose metatable (protected) falls back on a table of safe base
--- functions (the sandbox's pcall, coroutine and load among them); ``string``, ``table``,
--- ``math``, ``os``, ``coroutine``, ``sd``, ``ngx`` and ``bit`` are read-only proxies (frozen.lua)
--- shared by the checks of a runtime. Returns new_env() and TARGET, the key marking a check's ``t`` (worker.lua).
+-- env.lua: the globals a script sees. Scripts never see the runtime's real globals: a script's
+-- version (worker.lua), an original's script's check and each module get a fresh environment
+-- table whose metatable (protected) falls back on a table of safe base functions (the
+-- sandbox's pcall, coroutine and load among them); ``string``, ``table``, ``math``, ``os``,
+-- ``coroutine``, ``sd``, ``ngx`` and ``bit`` are read-only proxies (frozen.lua) shared by the
+-- checks of a runtime. Returns new_env(), TARGET, the key marking a check's ``t``
+-- (worker.lua), and BASE, for the files loaded after this one to add their globals
+-- (modules.lua's ``require``).
 local lib = ...
 local sandbox, sd = lib.sandbox, lib.sock.sd
 local readonly, guard = lib.frozen.readonly, lib.frozen.guard
@@ -55,21 +58,6 @@ local BASE = {
   bit = libs.bit,
 }
 
--- Until require() over a module path lands (issue 19, the lua-modules branch): the built-in
--- modules only.
-local builtin_modules, loaded = lib.builtin_modules, {}
-BASE.require = function(name)
-  local m = type(name) == "string" and (loaded[name] or builtin_modules[name])
-  if not m then
-    error("module '" .. tostring(name) .. "' not found (only the built-in modules can be "
-          .. "required)", 2)
-  end
-  if type(m) == "function" and not loaded[name] then  -- a loader
-    m = m(name)
-    loaded[name] = m
-  end
-  return m
-end
 local ENV_MT = { __index = BASE, __metatable = false }
 
 local function new_env()
@@ -79,4 +67,4 @@ local function new_env()
   return env
 end
 
-return { new_env = new_env, TARGET = TARGET }
+return { new_env = new_env, TARGET = TARGET, BASE = BASE }

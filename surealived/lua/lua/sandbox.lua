@@ -146,19 +146,24 @@ local function resumed(c, ...)
   return ...
 end
 
--- One request to the Python driver, from any thread of the running check. The reply is what
--- the socket call returns: a value, or nil, err[, partial].
-local function request(...)
-  local me = co_running()
+-- One request to the Python driver, from any thread of the running check (nested threads hand
+-- it up, tagged with REQ). The reply is what the call returns: a value, or nil, err[, partial].
+local function ask(...)
   local c = current
-  if c.loading then
-    error("no I/O while the script loads: call sockets from check() or process_event()", 3)
-  end
-  if me ~= c.thread then
+  if co_running() ~= c.thread then
     return co_yield(REQ, ...)
   end
   if c.logs then flush_logs(c) end
   return resumed(c, co_yield(...))
+end
+
+-- A socket's request: none while a script or a module loads (its main chunk runs once for all
+-- the checks to come).
+local function request(...)
+  if current.loading then
+    error("no I/O while the script loads: call sockets from check() or process_event()", 3)
+  end
+  return ask(...)
 end
 
 local function log(level, msg)
@@ -182,17 +187,20 @@ end
 
 -- After an error ended a check (it propagates to Python, which formats it): the check's
 -- pending log lines, flat (level, message, ...), and the runtime idle again.
+local NO_LOGS = {}  -- never changed: drain() allocates nothing when the memory cap was hit
+
 local function drain()
   local c = current
-  local logs = c.logs or {}
+  current = IDLE
+  local logs = c.logs or NO_LOGS
   c.logs = nil
   if c.dropped then
+    if logs == NO_LOGS then logs = {} end
     logs[#logs + 1] = "warn"
     logs[#logs + 1] = c.dropped .. " more log lines of this check dropped (at most " .. LOG_LINES
                       .. " a check)"
     c.dropped = false
   end
-  current = IDLE
   return logs
 end
 
@@ -205,7 +213,7 @@ local function finish_pcall(co, ok, ...)
     return false, err
   end
   if (...) == REQ then
-    return finish_pcall(co, co_resume(co, request(select(2, ...))))
+    return finish_pcall(co, co_resume(co, ask(select(2, ...))))
   end
   -- a user yield inside pcall inside a user coroutine: hand it to whoever resumed us
   return finish_pcall(co, co_resume(co, co_yield(...)))
@@ -227,7 +235,7 @@ end
 
 local function finish_resume(co, ok, ...)
   if ok and co_status(co) == "suspended" and (...) == REQ then
-    return finish_resume(co, co_resume(co, request(select(2, ...))))
+    return finish_resume(co, co_resume(co, ask(select(2, ...))))
   end
   if not ok then reraise_if_killed((...)) end
   return ok, ...
@@ -327,7 +335,8 @@ return {
   current = function() return current end,
   set_current = function(c) current = c end,
   LOG_BYTES = LOG_BYTES,
-  sethook = sethook, charge = charge, new_thread = new_thread, request = request, log = log,
+  sethook = sethook, charge = charge, new_thread = new_thread, request = request, ask = ask,
+  log = log,
   flush_logs = flush_logs, drain = drain,
   -- after the real pcall caught err around library code that cannot yield: raise again what
   -- ended the check (its budget, its memory)
