@@ -56,6 +56,11 @@ def address(i: int) -> str:
 LUA_SCRIPT = ROOT / "tests" / "bench" / "http_status.lua"
 
 
+# A Redis PING inline and through resty.sdredis (bench_lua_modules.py)
+REDIS_SCRIPTS = {"lua-redis": ROOT / "tests" / "bench" / "redis_inline.lua",
+                 "lua-redis-module": ROOT / "tests" / "bench" / "redis_module.lua"}
+
+
 # what each --tester runs: the tester's proto and its attributes (and SSL)
 TESTERS = {
     "tcp": ("tcp", ""),
@@ -66,6 +71,7 @@ TESTERS = {
     "exec": ("exec", ' exec="/bin/true"'),
     "lua": ("lua", f' script="{LUA_SCRIPT}"'),
     "thirdparty": ("bench_http", ' url="/health" host="bench.example.test"'),
+    **{name: ("lua", f' script="{path}"') for name, path in REDIS_SCRIPTS.items()},
 }
 
 
@@ -98,13 +104,18 @@ def nginx_workers() -> int:
 @contextlib.contextmanager
 def serve(deferred: bool, workers: int, pin: bool, tester: str = "tcp") -> Iterator[list[int]]:
     """nginx in front of every real, on 16 ports (each with its own accept queue, 4096 max, as
-    many servers would have): the ports (https: nginx's TLS port; dns: dnsmasq's). ``pin``:
-    nginx on the last CPU, this process on the others (when there are several)."""
-    from tests.servers import dnsmasq, nginx
+    many servers would have): the ports (https: nginx's TLS port; dns: dnsmasq's; lua-redis*:
+    one redis-server's). ``pin``: nginx on the last CPU, this process on the others (when
+    there are several)."""
+    from tests.servers import dnsmasq, nginx, redis
 
     if tester == "dns":
         with dnsmasq(listen="0.0.0.0") as dns:
             yield [dns.port]
+        return
+    if tester in REDIS_SCRIPTS:
+        with redis(listen="0.0.0.0") as port:
+            yield [port]
         return
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -158,20 +169,24 @@ def cpu_seconds() -> float:
 
 
 async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
-    from surealived.config.main import MainConfig
+    from surealived.config.main import MainConfig, folder_templates
     from surealived.config.xml import parse_config_bytes
     from surealived.engine import heap
     from surealived.engine.scheduler import Engine
     from surealived.engine.state import DaemonState
     from surealived.registry import load_testers
+    from surealived.services import Services
 
-    registry = load_testers(modules_path=str(Path(__file__).with_name("modules")))
+    # lua_path: lua_testers/ (resty.sdredis for redis_module.lua)
+    maincfg = MainConfig(maxfd=args.maxfd, startup_delay_ms=args.startup_delay_ms,
+                         loop_interval_ms=100, max_inflight=args.max_inflight,
+                         lua_path=folder_templates(str(ROOT / "lua_testers")))
+    registry = load_testers(modules_path=str(Path(__file__).with_name("modules")),
+                            services=Services.from_maincfg(maincfg))
     empty = rss_mb()  # the process with everything loaded but the configuration
     xml = build_xml(args.reals, args.per_virtual, args.tester, ports, args.loopdelay,
                     args.timeout, args.interval)
     config = parse_config_bytes(xml.encode(), "/tmp/bench.xml", registry)
-    maincfg = MainConfig(maxfd=args.maxfd, startup_delay_ms=args.startup_delay_ms,
-                         loop_interval_ms=100, max_inflight=args.max_inflight)
     state = DaemonState(config)
     engine = Engine(state, registry, maincfg)
     engine.start()
@@ -234,7 +249,8 @@ def arguments() -> argparse.ArgumentParser:
                         help="http-body: naive=\"0\" with a body match; https: SSL=\"1\"; dns: "
                              "dnsmasq on loopback; exec: /bin/true; lua: http_status.lua and "
                              "thirdparty: modules/thirdparty_http.py (in tests/bench/), both "
-                             "the http tester's naive exchange")
+                             "the http tester's naive exchange; lua-redis, lua-redis-module: "
+                             "a Redis PING inline and through resty.sdredis")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--loopdelay", type=float, default=0.5)
