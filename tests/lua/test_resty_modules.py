@@ -132,6 +132,21 @@ async def test_redis_garbage_greeting_before_the_reply() -> None:
     assert not result.ok and result.reason.startswith("PING: bad reply: "), result
 
 
+async def test_the_readme_example(tmp_path: Path) -> None:
+    """lua_testers/README.md's tester on resty.sdredis does what the README says."""
+    readme = (LUA_TESTERS / "README.md").read_text()
+    section = readme[readme.index("## Using OpenResty libraries"):]
+    example = section[section.index("```lua\n") + 7:section.index("```\n\nWhat does not")]
+    (tmp_path / "resty").symlink_to(RESTY)
+    script = write_script(tmp_path, example)
+    with redis() as port:
+        missing, _ = await lua_check(script, port)
+        redis_set(port, "ready", "yes")
+        ready, _ = await lua_check(script, port)
+    down(missing, "ready is not yes")
+    assert ready.ok, ready
+
+
 # -- memcached --------------------------------------------------------------------------------
 
 async def test_memcached_through_lua_path(tmp_path: Path) -> None:
