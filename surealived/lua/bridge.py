@@ -111,7 +111,7 @@ class Slot:
         self.tls: TlsSetup | None = None  # how TLS was set up on the stream
         self.connect_tls = False  # by connect itself (the test port with SSL="1")
         self.reused = 0  # times the connection came from the keepalive pool
-        self.key: tuple[Any, ...] = ()  # the connection's key in the keepalive pool
+        self.key: tuple[Any, ...] = ()  # where it goes: port, source, TLS, pool name
         self.pool_size = 0  # connect's pool_size option
 
     def close(self) -> None:
@@ -190,12 +190,19 @@ class Session:
         if host is False:
             return
         assert isinstance(host, bytes)
-        if _normal_addr(host.decode("utf-8", "replace")) != self.target.addr:
+        text = host.decode("utf-8", "replace")
+        if text != self.target.addr and _normal_addr(text) != self.target.addr:
             raise SockError(f"only the real under test ({self.target.addr}) may be reached")
 
     def source(self, bind: bytes | bool) -> str | None:
         """The source address of ``sock:bind`` (checked there), or None."""
         return _normal_addr(bind.decode("utf-8", "replace")) if isinstance(bind, bytes) else None
+
+    def pool_key(self, slot: Slot) -> tuple[Any, ...]:
+        """The connection's key in the keepalive pool: the script and its params, the real,
+        and where the connection goes (``slot.key``)."""
+        return (self.script.path, self.probe.settings.get("params", ""), self.target.addr,
+                *slot.key)
 
     def test_port(self, port: int, source: str | None) -> bool:
         """The tester's own port and source address (TLS with SSL="1")."""
@@ -223,12 +230,11 @@ class Session:
             tls = (target.sni or self.probe.settings.get("host") or None, verify,
                    target.ssl_ca if verify else None)
         script = self.script
-        slot.key = (script.path, self.probe.settings.get("params", ""), target.addr, port,
-                    source or target.bindaddr or None, tls, pool or None)
+        slot.key = (port, source or target.bindaddr or None, tls, pool or None)
         slot.pool_size = pool_size or 0
         slot.connect_tls = tls is not None
         if script.pooled:
-            pooled = await Reuse(slot.key)
+            pooled = await Reuse(self.pool_key(slot))
             if pooled is not None:
                 slot.stream, slot.reused, slot.tls = pooled
                 self.slots[sid] = slot
@@ -337,7 +343,7 @@ class Session:
             raise SockError("closed")
         seconds = ms / 1000 if ms else KEEPALIVE_IDLE
         size = min(int(size or slot.pool_size or POOL_SIZE), POOL_SIZE_MAX)
-        await Park(slot.stream, slot.key, seconds, size, slot.reused, slot.tls)
+        await Park(slot.stream, self.pool_key(slot), seconds, size, slot.reused, slot.tls)
         del self.slots[sid]  # the pool's now
         self.script.pooled = True
         return 1
