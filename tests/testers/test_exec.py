@@ -119,8 +119,9 @@ def descriptors() -> int:
 
 
 def wait_gone(pids: list[int]) -> list[int]:
-    """The pids still alive after a bounded wait (a SIGKILL is not instant)."""
-    for _ in range(200):
+    """The pids still alive after a bounded wait (a SIGKILL is not instant, and a loaded
+    machine takes seconds to end a hundred trees)."""
+    for _ in range(750):
         if all(gone(pid) for pid in pids):
             return []
         time.sleep(0.02)
