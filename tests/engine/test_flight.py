@@ -11,7 +11,7 @@ import os
 import random
 import socket
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -288,12 +288,25 @@ class Buggy(api.Tester):
         return {}["missing"]  # type: ignore[no-any-return]
 
 
-async def test_a_tester_bug_is_down_and_logged_once(caplog: pytest.LogCaptureFixture,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+ErrorsLogged = Callable[[], list[logging.LogRecord]]
+
+
+@pytest.fixture
+def errors_logged(caplog: pytest.LogCaptureFixture,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[ErrorsLogged]:
+    """What gives the ERROR records of the "surealived" logger so far."""
     logger = logging.getLogger("surealived")
     logger.addHandler(caplog.handler)
     monkeypatch.setattr(logger, "level", logging.INFO)
     monkeypatch.setattr(logger, "propagate", False)
+    try:
+        yield lambda: [r for r in caplog.records if r.levelno == logging.ERROR]
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+async def checks_in_turn(*checks: tuple[api.Tester, Target]) -> list[Result]:
+    """The verdicts of ``checks`` run one after the other on one runner."""
     verdicts: list[Result] = []
     done = asyncio.Event()
 
@@ -303,15 +316,19 @@ async def test_a_tester_bug_is_down_and_logged_once(caplog: pytest.LogCaptureFix
 
     runner = Runner(asyncio.get_running_loop(), finish)
     try:
-        for _ in range(3):
+        for tester, where in checks:
             done.clear()
-            runner.start(None, Buggy({}), target(80), {})
+            runner.start(None, tester, where, {})
             await done.wait()
     finally:
         runner.close()
-        logger.removeHandler(caplog.handler)
+    return verdicts
+
+
+async def test_a_tester_bug_is_down_and_logged_once(errors_logged: ErrorsLogged) -> None:
+    verdicts = await checks_in_turn(*[(Buggy({}), target(80))] * 3)
     assert [r.reason for r in verdicts] == ["tester error: KeyError: 'missing'"] * 3
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    errors = errors_logged()
     assert len(errors) == 1
     assert "a bug in the tester" in errors[0].getMessage()
     assert errors[0].exc_info is not None
@@ -319,46 +336,29 @@ async def test_a_tester_bug_is_down_and_logged_once(caplog: pytest.LogCaptureFix
 
 @pytest.mark.parametrize("broken", ["connect", "send"])
 async def test_a_bug_of_the_runner_is_not_blamed_on_the_tester(
-        web: Nginx, broken: str, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        web: Nginx, broken: str, errors_logged: ErrorsLogged) -> None:
     """A request the runner fails to serve (here made to raise where it never should), as the
     check starts or once it is under way: that check is down, logged as surealived's bug with
     its traceback, and the runner goes on serving the next check."""
     from surealived.engine import flight, requests
 
     kind = {"connect": requests.Connect, "send": requests.Send}[broken]
+    serve, calls = flight.SERVE[kind], []
 
-    def serve_broken(_flight: Any, _request: Any) -> Any:
-        raise RuntimeError("broken serve")
+    def serve_broken_once(flight_: Any, request: Any) -> Any:
+        calls.append(request)
+        if len(calls) == 1:
+            raise RuntimeError("broken serve")
+        return serve(flight_, request)
 
-    monkeypatch.setitem(flight.SERVE, kind, serve_broken)
-    logger = logging.getLogger("surealived")
-    logger.addHandler(caplog.handler)
-    monkeypatch.setattr(logger, "propagate", False)
-    verdicts: list[Result] = []
-    done = asyncio.Event()
-
-    def finish(_check: Any, result: Result, _timing: CheckTiming) -> None:
-        verdicts.append(result)
-        done.set()
-
-    runner = Runner(asyncio.get_running_loop(), finish)
-    try:
-        runner.start(None, http(), target(web.port), {})
-        await done.wait()
-        monkeypatch.undo()
-        logger.addHandler(caplog.handler)
-        done.clear()
-        runner.start(None, http(), target(web.port), {})
-        await done.wait()
-    finally:
-        runner.close()
-        logger.removeHandler(caplog.handler)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(flight.SERVE, kind, serve_broken_once)
+        verdicts = await checks_in_turn(*[(http(), target(web.port))] * 2)
     assert [(r.ok, r.reason) for r in verdicts] == [(False, "internal error"),
                                                     (True, "status 200")]
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    errors = errors_logged()
     assert len(errors) == 1 and "a bug of surealived" in errors[0].getMessage()
-    assert "a bug in the tester" not in caplog.text
+    assert all("a bug in the tester" not in r.getMessage() for r in errors)
     assert errors[0].exc_info is not None and "broken serve" in str(errors[0].exc_info[1])
 
 
