@@ -31,8 +31,7 @@ class LuaTester(Tester):
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
-        script = cls.lua_scripts.get(settings["script"])
-        script.refresh()
+        script = cls.lua_scripts.look(settings["script"])
         if script.error:
             return [("script", script.error)]
         return [("script", problem) for problem in script.check_requires()]

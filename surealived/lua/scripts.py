@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ def _text(value: Any) -> str:
 class Script:
     """One script file: its runtime, the good version that runs, and what is wrong, if anything."""
 
-    def __init__(self, path: str, registry: ScriptRegistry) -> None:
+    def __init__(self, path: str, registry: ScriptRegistry, *, quiet: bool = False) -> None:
         self.path = path
+        self.quiet = quiet  # a copy made to validate a configuration: its errors are not logged
         self.name = os.path.basename(path)
         self.registry = registry
         self.limits = registry.limits
@@ -258,6 +260,8 @@ class Script:
         message = clean(message, ERROR_MAX)  # a compile error quotes the script's own text
         running_old = self.version is not None
         self.problem = ScriptProblem(self.path, message, time.time(), running_old)
+        if self.quiet:
+            return
         if running_old:
             log.error("Lua script %s: %s (the previous version keeps running)", self.path, message)
         else:
@@ -309,12 +313,28 @@ class ScriptRegistry:
         self.lua_path = lua_path  # surealived.cfg lua_path: templates of require()
         self.scripts: dict[str, Script] = {}
         self.on_error: Callable[[], None] | None = None  # counts Lua errors (the daemon's)
+        self.owner = threading.get_ident()  # the thread whose checks use these scripts
+        self.copies: dict[str, Script] = {}  # look()'s quiet copies, for other threads
 
     def get(self, path: str) -> Script:
         path = os.path.abspath(path)
         script = self.scripts.get(path)
         if script is None:
             script = self.scripts[path] = Script(path, self)
+        return script
+
+    def look(self, path: str) -> Script:
+        """The script at ``path`` as its file is now, to validate a configuration: the one
+        checks run, refreshed; from another thread (the daemon reads a reloaded configuration
+        in a worker thread), a quiet copy in a runtime of its own, so that the scripts and
+        runtimes checks use are only ever touched by their own thread."""
+        path = os.path.abspath(path)
+        if threading.get_ident() == self.owner:
+            script = self.get(path)
+        else:  # one reload at a time (the daemon's reload lock): the copies are its alone
+            script = self.copies.get(path) or self.copies.setdefault(
+                path, Script(path, self, quiet=True))
+        script.refresh()
         return script
 
     def set_limits(self, memory: int, instructions: int) -> None:

@@ -128,3 +128,29 @@ async def test_an_edit_reaches_checks_that_start_while_others_run(tmp_path: Path
         first, _ = await slow
     assert first.reason == "v1 late"
     assert second.reason == "v2"
+
+
+def test_a_reload_thread_validates_without_touching_the_running_scripts(tmp_path: Path
+                                                                         ) -> None:
+    """The daemon reads a reloaded configuration in a worker thread: the Lua tester validates
+    the script there on a quiet copy in a runtime of its own, never on the one checks use."""
+    import threading
+
+    from surealived.lua import ScriptRegistry
+    from surealived.lua.scripts import Script
+
+    path = tmp_path / "s.lua"
+    path.write_text("function check(t) return true end\n")
+    registry = ScriptRegistry()
+    running = registry.look(str(path))
+    assert running.error is None and registry.scripts == {str(path): running}
+    path.write_text("function check(t) return true\n")  # a broken edit
+    seen: list[Script] = []
+    worker = threading.Thread(target=lambda: seen.append(registry.look(str(path))))
+    worker.start()
+    worker.join(30)
+    copy = seen[0]
+    assert copy is not running and copy.runtime is not running.runtime
+    assert copy.error is not None and f"{path}:2: 'end' expected" in copy.error
+    assert registry.scripts == {str(path): running}
+    assert running.error is None  # not looked at again: its next check on the loop will
