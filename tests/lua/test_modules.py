@@ -399,3 +399,26 @@ async def test_a_module_that_holds_a_changed_module_is_loaded_again(tmp_path: Pa
     assert await reasons(script, 1) == ["v1 1"]
     touch_new(module, "return { v = 'v2' }\n")
     assert await reasons(script, 1) == ["v2 2"]
+
+
+async def test_a_socket_kept_across_checks_serves_only_its_own_check(tmp_path: Path) -> None:
+    """State lives on between checks, but a socket is its check's: one kept in a module (or the
+    script's globals) and used by a later check is refused by name, as OpenResty refuses a
+    cosocket of another request."""
+    write(tmp_path / "keeper.lua", "return { sock = false }\n")
+    script = write_script(tmp_path, """
+        local keeper = require "keeper"
+        function check(t)
+          if not keeper.sock then
+            keeper.sock = sd.tcp()
+            keeper.sock:settimeout(100)  -- its own check: fine
+            return true
+          end
+          keeper.sock:settimeout(100)
+          return true
+        end""")
+    first, _ = await lua_check(script, 9)
+    assert first.ok, first.reason
+    second, _ = await lua_check(script, 9)
+    assert second.reason == ("lua: test.lua:9: bad argument #1 to 'settimeout' (a socket of "
+                             "another check: make sockets in the check that uses them)")

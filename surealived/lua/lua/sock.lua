@@ -26,6 +26,10 @@ local function sock_id(self, name)
     error("bad argument #1 to '" .. name .. "' (socket expected; call it as sock:" .. name
           .. "(...))", 3)
   end
+  if rawget(self, "_check") ~= current().number then  -- kept from an earlier check
+    error("bad argument #1 to '" .. name .. "' (a socket of another check: make sockets in "
+          .. "the check that uses them)", 3)
+  end
   return id
 end
 
@@ -107,8 +111,8 @@ local udp_mt = { __index = udp, __metatable = false }
 local function new_socket(mt)
   local c = current()
   c.nsock = c.nsock + 1
-  return setmetatable({ _id = c.nsock, _ct = false, _st = false, _rt = false, _bind = false },
-                      mt)
+  return setmetatable({ _id = c.nsock, _check = c.number, _ct = false, _st = false,
+                        _rt = false, _bind = false }, mt)
 end
 
 local function want_size(n, name, argn)

@@ -86,7 +86,11 @@ end
 
 -- run_check(c, version, budget, mt): one check in the calling thread, whose record is c, of
 -- the target whose metatable (target()) is mt.
+local checks = 0  -- checks started in this runtime: each check's number (``c.number``)
+
 local function run_check(c, version, budget, mt)
+  checks = checks + 1
+  c.number = checks  -- its sockets carry it: one kept in a module cannot serve another check
   local fields = mt.__index
   local addr, params = fields.addr, fields.params
   c.left, c.budget, c.nsock, c.since, c.addr = budget, budget, 0, false, addr
@@ -105,7 +109,7 @@ end
 -- it: scripts never see it, and a thread whose check did not end is never reused).
 local function worker(...)
   sethook()
-  local c = { left = 0, budget = 0, nsock = 0, since = false, thread = co_running(),
+  local c = { left = 0, budget = 0, nsock = 0, since = false, thread = co_running(), number = 0,
               env = false, logs = false, loading = false, killed = false, addr = false,
               work = 0, logged = 0, dropped = false, rng = false, loaded = false,
               requiring = false, missing = false, stale = false }
@@ -146,7 +150,7 @@ end
 -- (Python then calls drain()).
 local function inspect(main, budget, old, changed)
   local loaded, marked, stale = fork(old, changed)
-  local c = { left = budget, budget = budget, nsock = 0, loading = true, since = false,
+  local c = { left = budget, budget = budget, nsock = 0, loading = true, since = false, number = 0,
               work = 0, logged = 0, dropped = false, rng = false, thread = co_running(),
               loaded = loaded, stale = marked, requiring = false, missing = false }
   set_current(c)
