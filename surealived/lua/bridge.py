@@ -69,7 +69,7 @@ from .codes import (
     TLS,
 )
 from .crossing import ERROR_MAX, LOG_MAX, REASON_MAX, clean, first_line
-from .runtime import LuaError, LuaMemoryError
+from .runtime import MEMORY, LuaError, LuaMemoryError
 from .scripts import SHARED_LOOK, Script
 
 log = logging.getLogger("surealived")
@@ -79,7 +79,6 @@ LINE_LIMIT = 65536
 ALL_LIMIT = 1 << 20
 EXACT_LIMIT = 16 << 20
 UNTIL_LIMIT = 1 << 20
-MEMORY = "memory limit of the Lua runtime reached"
 IDLE_THREADS = 256  # idle check threads kept per runtime, for the next checks
 ARGS_CACHE = 100_000  # targets whose check arguments a tester keeps
 KEEPALIVE_IDLE = 60.0  # seconds a pooled connection idles without a timeout (OpenResty's)

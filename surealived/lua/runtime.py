@@ -27,6 +27,7 @@ from .native import Natives
 
 LuaError = lua51.LuaError
 LuaMemoryError = lua51.LuaMemoryError
+MEMORY = "memory limit of the Lua runtime reached"  # what a LuaMemoryError is called
 
 DEFAULT_MEMORY = 64 << 20
 DEFAULT_INSTRUCTIONS = 10_000_000

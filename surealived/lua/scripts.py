@@ -36,7 +36,14 @@ from .modules import (
     signature_of,
     valid_name,
 )
-from .runtime import DEFAULT_INSTRUCTIONS, DEFAULT_MEMORY, LuaError, Runtime
+from .runtime import (
+    DEFAULT_INSTRUCTIONS,
+    DEFAULT_MEMORY,
+    MEMORY,
+    LuaError,
+    LuaMemoryError,
+    Runtime,
+)
 
 log = logging.getLogger("surealived")
 
@@ -163,6 +170,8 @@ class Script:
             with contextlib.suppress(LuaError):
                 runtime.drain()
             runtime.recover()
+            if isinstance(exc, LuaMemoryError):  # its own text may be empty
+                return f"{self.path}: {MEMORY}"
             return self._full_path(first_line(str(exc)))
         finally:
             loaded, self.loading = self.loading, None
