@@ -241,6 +241,31 @@ async def measure(args: argparse.Namespace, ports: list[int]) -> dict[str, objec
     }
 
 
+def alternating(testers: tuple[str, ...], ports: list[int], rounds: int, reals: int,
+                seconds: float) -> dict[str, list[float]]:
+    """CPU µs per check of each tester, a figure per round, the testers taking turns to go
+    first (neither always meets the other's leftovers: caches, the collectors' state); exits
+    on any failed check. For the scripts that compare two testers (bench_lua*.py)."""
+    import uvloop
+
+    figures: dict[str, list[float]] = {tester: [] for tester in testers}
+    width = max(map(len, testers))
+    for round_ in range(rounds):
+        for tester in testers if round_ % 2 == 0 else tuple(reversed(testers)):
+            run = arguments().parse_args(["--reals", str(reals), "--tester", tester,
+                                          "--seconds", str(seconds), "--warmup", "2"])
+            result = uvloop.run(measure(run, ports))
+            if result["failed_checks"]:
+                sys.exit(f"{tester}: {result['failed_checks']} checks failed")
+            cpu = result["cpu_us_per_check"]
+            assert isinstance(cpu, float)
+            figures[tester].append(cpu)
+            print(f"{tester:>{width}}: {cpu:6.1f} CPU µs per check "
+                  f"({result['user_us_per_check']} user), "
+                  f"{result['achieved_checks_per_s']} checks/s", flush=True)
+    return figures
+
+
 def arguments() -> argparse.ArgumentParser:
     """This script's options (bench_lua.py runs ``measure`` with them too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -44,25 +44,9 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="as bench_engine.py --pin")
     args = parser.parse_args()
     bench_engine.reexec_in_netns()
-    import uvloop
-
-    figures: dict[str, list[float]] = {"http": [], "lua": []}
     with bench_engine.serve(args.deferred, bench_engine.nginx_workers(), args.pin) as ports:
-        for round_ in range(args.rounds):
-            # each tester goes first in every other round: neither always meets the other's
-            # leftovers (caches, the collectors' state)
-            for tester in ("http", "lua") if round_ % 2 == 0 else ("lua", "http"):
-                run = bench_engine.arguments().parse_args([
-                    "--reals", str(args.reals), "--tester", tester, "--seconds",
-                    str(args.seconds), "--warmup", "2"])
-                result = uvloop.run(bench_engine.measure(run, ports))
-                if result["failed_checks"]:
-                    sys.exit(f"{tester}: {result['failed_checks']} checks failed")
-                cpu = result["cpu_us_per_check"]
-                assert isinstance(cpu, float)
-                figures[tester].append(cpu)
-                print(f"{tester:>4}: {cpu:6.1f} CPU µs per check ({result['user_us_per_check']} "
-                      f"user), {result['achieved_checks_per_s']} checks/s", flush=True)
+        figures = bench_engine.alternating(("http", "lua"), ports, args.rounds, args.reals,
+                                           args.seconds)
     http_us, lua_us = min(figures["http"]), min(figures["lua"])
     ratio = lua_us / http_us
     paired = statistics.median(lu / ht for ht, lu in zip(figures["http"], figures["lua"],

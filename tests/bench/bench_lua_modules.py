@@ -73,25 +73,9 @@ def lua_work() -> dict[str, object]:
 
 
 def module_vs_inline(args: argparse.Namespace) -> dict[str, object]:
-    import uvloop
-
-    figures: dict[str, list[float]] = {"lua-redis": [], "lua-redis-module": []}
     with bench_engine.serve(False, 1, False, "lua-redis") as ports:
-        for round_ in range(args.rounds):
-            order = tuple(figures) if round_ % 2 == 0 else tuple(reversed(figures))
-            for tester in order:
-                run = bench_engine.arguments().parse_args([
-                    "--reals", str(args.reals), "--tester", tester, "--seconds",
-                    str(args.seconds), "--warmup", "2"])
-                result = uvloop.run(bench_engine.measure(run, ports))
-                if result["failed_checks"]:
-                    sys.exit(f"{tester}: {result['failed_checks']} checks failed")
-                cpu = result["cpu_us_per_check"]
-                assert isinstance(cpu, float)
-                figures[tester].append(cpu)
-                print(f"{tester:>16}: {cpu:6.1f} CPU µs per check "
-                      f"({result['user_us_per_check']} user), "
-                      f"{result['achieved_checks_per_s']} checks/s", flush=True)
+        figures = bench_engine.alternating(("lua-redis", "lua-redis-module"), ports,
+                                           args.rounds, args.reals, args.seconds)
     inline, module = min(figures["lua-redis"]), min(figures["lua-redis-module"])
     ratio = module / inline
     paired = statistics.median(m / i for i, m in zip(figures["lua-redis"],
