@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
@@ -52,6 +54,7 @@ async def read_headers(conn: Connection, end: bytes) -> dict[bytes, bytes]:
     return parse_headers(block.split(end))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # a tester of the operator's may build on it
 class HttpTester(Tester):
     name = "http"
     transport = "tcp"

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from surealived.tester_api import Attr, Probe, Result, Tester
 
 _UP = Result.up()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # a tester of the operator's may build on it
 class TcpTester(Tester):
     name = "tcp"
     transport = "tcp"

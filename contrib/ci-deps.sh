@@ -5,7 +5,8 @@
 # lint the sandbox's Lua files, groff and lexgrog (groff-base, man-db) to render the man pages
 # and dh_installman (debhelper) to install them as the package does, promtool (in prometheus)
 # to lint both programs' metrics, and a real IPVS kernel booted in qemu for the kernel tests
-# (Debian's kernel, busybox for the initramfs, ipvsadm to check tables).
+# (Debian's kernel, busybox for the initramfs, ipvsadm to check tables); gcc and Python's
+# headers to compile the check path (setup.py, mypyc).
 # Idempotent: installs only when something is missing. Needs root (or sudo) and apt-get.
 set -euo pipefail
 PACKAGES=(
@@ -15,6 +16,7 @@ PACKAGES=(
   iproute2 procps psmisc util-linux
   logrotate systemd
   lua5.1
+  gcc libc6-dev python3-dev
   groff-base man-db debhelper
 )
 missing=()

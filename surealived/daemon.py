@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import logsetup, sdnotify
+from . import compiled, logsetup, sdnotify
 from .components import Component
 from .config.main import MainConfig, load_maincfg
 from .config.model import Config
@@ -210,9 +210,9 @@ class Daemon:
             loop.add_signal_handler(signum, handler)
         self.engine.start()
         heap.settle()
-        self.logger.info("Started: %d virtuals, %d reals, %s loop, at most %d checks in flight",
-                         len(self.config.virtuals), self.config.real_count, self.loop_name,
-                         self.engine.max_inflight)
+        self.logger.info("Started: %d virtuals, %d reals, %s loop, %s check path, at most %d "
+                         "checks in flight", len(self.config.virtuals), self.config.real_count,
+                         self.loop_name, compiled.check_path(), self.engine.max_inflight)
         report_ready()
         try:
             await self._stop.wait()

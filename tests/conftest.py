@@ -29,3 +29,14 @@ def pytest_asyncio_loop_factories(
     if uvloop is not None and here in BOTH_LOOPS:
         factories["uvloop"] = uvloop.new_event_loop
     return factories
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled modules older than their source: the edit would not run."""
+    from surealived.compiled import stale_modules
+
+    stale = stale_modules()
+    if stale:
+        pytest.exit(f"compiled before their last edit: {', '.join(stale)}; build them again "
+                    "(pip install -e .) or remove their .so files to run them as Python",
+                    returncode=4)

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..tester_api import ProbeError, Result, Target, Tester
 from .buffer import ReceiveBuffer
-from .pool import Pool, serve_park, serve_reuse
+from .pool import Idle, Pool, Spent, serve_park, serve_reuse
 from .probe import CheckProbe
 from .requests import (
     EXACTLY,
@@ -109,7 +109,7 @@ class Socket:
                  "sock", "writable")
 
     def __init__(self, flight: Flight, sock: _socket.socket, port: int) -> None:
-        self.flight = flight
+        self.flight: Flight | Idle = flight  # the keepalive pool's Idle while pooled
         self.sock: _socket.socket | None = sock
         self.fd = sock.fileno()
         self.port = port
@@ -560,7 +560,7 @@ class Flight(CheckProbe):
         self.deadline = started + target.timeout
         self.connected = 0.0
         self.coro: Coroutine[Any, Any, Any] | None = None
-        self.streams: list[Socket] = []
+        self.streams: list[Socket | Spent] = []  # Spent: a stream handed to the pool
         self.request: Any = None  # the request that waits
         self.retry_fn: Callable[[Flight, Any], Any] | None = None
         self.wait_stream: Socket | None = None
@@ -595,21 +595,24 @@ class Flight(CheckProbe):
                 value, error = None, TypeError(f"awaited {request!r}, which is not a request "
                                                "of the probe")
                 continue
-            self.retry_fn = None  # a request may set its own (the phases of a handshake)
+            # what serves the request again if it waits for its socket; a request may set its
+            # own (the phases of a handshake). None while nothing waits.
+            self.retry_fn = RETRY.get(type(request))
             self.phase = None
             try:
                 value = serve(self, request)
             except IOFailure as failure:
+                self.retry_fn = None
                 value, error = None, failure
                 continue
-            if value is WAIT:
-                self.request = request
-                if self.retry_fn is None:
-                    self.retry_fn = RETRY.get(type(request))
-                ms = request.ms
-                if ms:
-                    self.arm(ms / 1000, self.request_timed_out)
-                return
+            if value is not WAIT:
+                self.retry_fn = None
+                continue
+            self.request = request
+            ms = request.ms
+            if ms:
+                self.arm(ms / 1000, self.request_timed_out)
+            return
 
     def foreign(self, awaited: Any) -> bool:
         """A future of the event loop awaited directly (asyncio.sleep, say): resume when it is
@@ -883,7 +886,7 @@ class Runner:
                 self.runner_bug(flight)
 
     @staticmethod
-    def runner_bug(flight: Flight) -> None:
+    def runner_bug(flight: Flight | Idle) -> None:
         """An exception out of the runner's own code (a tester's ends in ``Flight.raised``):
         logged with its traceback; that check ends down, the others go on."""
         log.exception("Check of %s failed inside the runner (a bug of surealived)",

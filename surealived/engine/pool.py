@@ -22,13 +22,13 @@ from __future__ import annotations
 import _socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .requests import Park, Reuse
 from .sockets import IOFailure
 
 if TYPE_CHECKING:
-    from .flight import Flight, Socket, Stream
+    from .flight import Flight, Stream
 
 MAX_IDLE = 256  # idle connections per runner, all keys together
 _PEEK = _socket.MSG_PEEK
@@ -147,7 +147,7 @@ class Pool:
             raise IOFailure("pooling the connection: the connection is closed", "closed")
         streams = flight.streams
         # the check's figures keep the bytes; its end closes nothing
-        streams[streams.index(stream)] = cast("Socket", Spent(stream.sent, stream.received))
+        streams[streams.index(stream)] = Spent(stream.sent, stream.received)
         if state == CLOSED:
             stream.close()
             return 1

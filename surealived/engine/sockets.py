@@ -197,4 +197,6 @@ def get_option(sock: _socket.socket, name: str) -> bool | int:
     """``getsockopt`` of one of ``OPTIONS``: a flag as a boolean, a buffer size in bytes."""
     level, option, flag = _option(name)
     value = sock.getsockopt(level, option)
-    return bool(value) if flag else value
+    if flag:  # not one expression: its type would be int, and compiled, True would be 1
+        return value != 0
+    return value

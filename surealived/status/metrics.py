@@ -99,6 +99,7 @@ class Figures:
     now: float
     version: str = ""
     loop: str = ""
+    check_path: str = ""  # compiled or pure Python (surealived/compiled.py)
     engine: Mapping[str, Any] = field(default_factory=dict)
     last_snapshot: float | None = None
     cpu_seconds: float = 0.0
@@ -158,7 +159,8 @@ def render_chunks(state: DaemonState, history: CheckHistory, fig: Figures,
 
     _family(out, "surealived_build_info", "gauge", "Version of surealived and its runtime.")
     out.append(f'surealived_build_info{{version="{escape(fig.version)}",'
-               f'python="{platform.python_version()}",loop="{escape(fig.loop)}"}} 1')
+               f'python="{platform.python_version()}",loop="{escape(fig.loop)}",'
+               f'check_path="{escape(fig.check_path)}"}} 1')
     _family(out, "surealived_start_time_seconds", "gauge", "When the daemon started.")
     out.append(f"surealived_start_time_seconds {_num(state.started)}")
     _family(out, "surealived_virtuals", "gauge", "Virtual services configured.")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .. import compiled
 from ..control.process import read_process_info
 from ..limits import status_client_budget
 from . import metrics, page, recent
@@ -244,6 +245,7 @@ class StatusServer:
             now=now,
             version=VERSION,
             loop=d.loop_name,
+            check_path=compiled.check_path(),
             engine=metrics.engine_figures(d.engine),
             last_snapshot=metrics.last_snapshot_of(d.components, now),
             cpu_seconds=process.user_time + process.system_time,

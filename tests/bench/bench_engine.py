@@ -338,6 +338,9 @@ def main() -> None:
             if isinstance(ours, float) and isinstance(theirs, float) and theirs:
                 result["ratio_to_c"] = round(ours / theirs, 2)
     result["pinned"] = pinned
+    from surealived.compiled import check_path
+
+    result["check_path"] = check_path()
     for key, value in result.items():
         print(f"{key:>24}: {value}")
     print(json.dumps(result))
