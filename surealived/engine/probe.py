@@ -31,6 +31,13 @@ from .requests import (
 from .transcript import Transcript
 
 T = TypeVar("T")
+BytesLike = bytes | bytearray | memoryview
+
+
+def as_bytes(data: BytesLike) -> bytes:
+    """What a tester sends, as bytes (a copy of a bytearray or memoryview, so that changing it
+    later changes nothing sent); a str or a number is the tester's TypeError."""
+    return data if type(data) is bytes else memoryview(data).tobytes()
 
 
 class Connection:
@@ -50,8 +57,8 @@ class Connection:
     def bytes_received(self) -> int:
         return int(self.stream.received)
 
-    def send(self, data: bytes) -> Awaitable[Any]:
-        return Send(self.stream, data)
+    def send(self, data: BytesLike) -> Awaitable[Any]:
+        return Send(self.stream, as_bytes(data))
 
     # a piece the buffer holds already is answered here (its limit errors too)
     def receive_exactly(self, n: int, *, what: str = "") -> Awaitable[bytes]:
@@ -99,8 +106,8 @@ class Datagram:
     def bytes_received(self) -> int:
         return int(self.dgram.received)
 
-    def send(self, data: bytes) -> Awaitable[Any]:
-        return Send(self.dgram, data)
+    def send(self, data: BytesLike) -> Awaitable[Any]:
+        return Send(self.dgram, as_bytes(data))
 
     def receive(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:
         return ReceiveDatagram(self.dgram, limit, what or "a reply")

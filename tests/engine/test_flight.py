@@ -386,6 +386,25 @@ async def test_a_check_that_returns_no_result_is_a_tester_bug() -> None:
     assert result.reason == "tester error: TypeError: check() returned True, not a Result"
 
 
+async def test_a_tester_sends_bytes_like_data_and_a_str_is_its_own_bug(web: Nginx) -> None:
+    # bytes, bytearray and memoryview are sent as the socket takes them; a str is a tester
+    # error of that check, never an internal error of the runner (compiled or not)
+    class Careless(api.Tester):
+        name = "careless"
+
+        async def check(self, probe: Probe) -> Result:
+            conn = await probe.connect()
+            await conn.send(probe.settings["request"])
+            return Result.up(bytes(await conn.receive_exactly(12)).decode())
+
+    request = "GET / HTTP/1.0\r\n\r\n"
+    for data in (request.encode(), bytearray(request.encode()), memoryview(request.encode())):
+        result, _ = await run_check(Careless({"request": data}), target(web.port))
+        assert result.ok and result.reason.startswith("HTTP/1.1 "), (type(data), result)
+    result, _ = await run_check(Careless({"request": request}), target(web.port))
+    assert not result.ok and result.reason.startswith("tester error: TypeError"), result
+
+
 async def test_an_asyncio_future_awaited_directly_is_waited_for() -> None:
     class Patient(api.Tester):
         name = "patient"

@@ -414,3 +414,36 @@ async def test_getreusedtimes_of_a_fresh_connection(tmp_path: Path) -> None:
     async with dialogue_server([("sleep", 1)]) as srv:
         result, _ = await lua_check(script, srv.port)
     assert result.reason == "nil|closed|0|nil|closed"
+
+
+async def test_odd_numbers_from_a_script_are_errors_of_its_own(tmp_path: Path) -> None:
+    # the runner is compiled and checks its argument types: a script's floats, NaN and huge
+    # numbers must reach it as valid values or come back as nil, err, never as an internal error
+    script = write_script(tmp_path, """
+        function check(t)
+          local out = {}
+          local function add(a, b) out[#out + 1] = tostring(a) .. "/" .. tostring(b) end
+          for _, port in ipairs({t.port + 0.0, t.port + 0.5, 0 / 0, 1e300, -1}) do
+            local s = sd.tcp()
+            add(pcall(s.connect, s, t.addr, port))
+            s:close()
+          end
+          local s = sd.tcp()
+          for _, ms in ipairs({0 / 0, 1e300, 250.7}) do
+            local ok = pcall(s.settimeout, s, ms)
+            out[#out + 1] = tostring(ok)
+          end
+          assert(s:connect(t.addr, t.port))
+          add(s:send("x\\n"))
+          out[#out + 1] = tostring((pcall(s.receive, s, 2.9)))
+          add(s:receive(2.0))
+          sd.sleep(0.5)
+          return false, table.concat(out, "|")
+        end""")
+    async with dialogue_server([("expect", b"\n"), ("send", b"ok")]) as srv:
+        result, _ = await lua_check(script, srv.port)
+    assert result.reason != "internal error", result
+    parts = result.reason.split("|")
+    assert parts[0] == "true/1", parts  # an integral float is the port itself
+    assert not any(part.startswith("true/1") for part in parts[1:5]), parts
+    assert parts[5:] == ["false", "false", "true", "2/nil", "false", "ok/nil"], parts
