@@ -13,6 +13,7 @@ from setuptools import setup
 
 # the modules a check runs through, from its start to its verdict
 CHECK_PATH = [
+    "surealived/engine/buffer.py",
     "surealived/engine/flight.py",
     "surealived/engine/probe.py",
     "surealived/engine/requests.py",

@@ -18,6 +18,7 @@ from mypy_extensions import mypyc_attr
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
+_C, _T = ord("c"), ord("t")
 MAX_HEADERS = 200
 HEAD_LIMIT = 65536  # bytes of header lines
 
@@ -33,25 +34,37 @@ def format_statuses(ranges: tuple[tuple[int, int], ...]) -> str:
     return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
-def parse_headers(lines: list[bytes]) -> dict[bytes, bytes]:
-    """The header fields of a response head's lines (names lowercased)."""
+def parse_framing(block: bytes, end: bytes) -> tuple[bool, int | None]:
+    """How the body of a response head's header lines is framed: chunked or not, and its
+    ``Content-Length`` (None when absent or not a number). The last field of a name counts;
+    a line that starts with a blank continues the one before, and names no field."""
+    lines = block.lower().split(end)
     if len(lines) > MAX_HEADERS:
         raise ProbeError(f"more than {MAX_HEADERS} header lines")
-    headers = {}
+    chunked = False
+    length: int | None = None
     for line in lines:
+        if not line or line[0] not in (_C, _T):  # neither content-length nor transfer-encoding
+            continue
         name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return headers
+        name = name.rstrip()
+        if name == b"content-length":
+            value = value.strip()
+            length = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = value.strip() == b"chunked"
+    return chunked, length
 
 
-async def read_headers(conn: Connection, end: bytes) -> dict[bytes, bytes]:
-    """The header fields after the status line, whose line end (CRLF, or a bare LF from a
-    lenient server) the header lines share: all of them in one read up to the blank line."""
+async def read_framing(conn: Connection, end: bytes) -> tuple[bool, int | None]:
+    """The body's framing from the header lines after the status line, whose line end (CRLF,
+    or a bare LF from a lenient server) they share: all of them in one read up to the blank
+    line."""
     first = await conn.receive_exactly(len(end), what="the response headers")
     if first == end:
-        return {}  # no header at all
+        return False, None  # no header at all
     block = first + await conn.receive_until(end + end, HEAD_LIMIT, what="the response headers")
-    return parse_headers(block.split(end))
+    return parse_framing(block, end)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # a tester of the operator's may build on it
@@ -86,20 +99,18 @@ class HttpTester(Tester):
         self.max_body: int = settings["max_body"]
         self._verdicts: dict[int, Result] = {}
 
-    def judge_status_line(self, head: bytes) -> Result:
-        """The verdict of the naive check on ``HTTP/1.x NNN`` (cached: a few codes ever occur)."""
-        status = parse_status(head)
+    def judge_status(self, status: int) -> Result:
+        """The verdict on a status code (cached: a few codes ever occur)."""
         verdict = self._verdicts.get(status)
         if verdict is None:
-            verdict = self.judge_status(status)
+            verdict = Result.down(f"status {status}, expected {format_statuses(self.statuses)}")
+            for lo, hi in self.statuses:
+                if lo <= status <= hi:
+                    verdict = Result.up(f"status {status}")
+                    break
             if len(self._verdicts) < 64:
                 self._verdicts[status] = verdict
         return verdict
-
-    def judge_status(self, status: int) -> Result:
-        if not any(lo <= status <= hi for lo, hi in self.statuses):
-            return Result.down(f"status {status}, expected {format_statuses(self.statuses)}")
-        return Result.up(f"status {status}")
 
     @classmethod
     def validate(cls, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -113,29 +124,29 @@ class HttpTester(Tester):
         conn = await probe.connect(hold_ack=True)  # the request carries the handshake's ACK
         await conn.send(self.request)
         if self.quick:
-            return self.judge_status_line(await conn.receive_exactly(12, what="the status line"))
+            head = await conn.receive_exactly(12, what="the status line")
+            return self.judge_status(parse_status(head))
         line = await conn.receive_until(b"\n", 8192, what="the status line")
         status = parse_status(line)
         verdict = self.judge_status(status)
         if not verdict.ok:
             return verdict
-        headers = await read_headers(conn, b"\r\n" if line.endswith(b"\r") else b"\n")
-        body = await self.read_body(conn, status, headers)
+        chunked, length = await read_framing(conn, b"\r\n" if line.endswith(b"\r") else b"\n")
+        body = await self.read_body(conn, status, chunked, length)
         if self.body_re is not None and not self.body_re.search(body):
             return Result.down(f"status {status}, but the body does not match "
                                f"{self.body_re.pattern.decode()!r}")
-        return Result.up(f"status {status}")
+        return verdict
 
-    async def read_body(self, conn: Connection, status: int,
-                        headers: dict[bytes, bytes]) -> bytes:
+    async def read_body(self, conn: Connection, status: int, chunked: bool,
+                        length: int | None) -> bytes:
         """At most ``max_body`` bytes of body (de-chunked)."""
         if self.method == "HEAD" or status < 200 or status in _NO_BODY:
             return b""
-        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        if chunked:
             return await self.read_chunked(conn)
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit():
-            return await conn.receive_exactly(min(int(length), self.max_body), what="the body")
+        if length is not None:
+            return await conn.receive_exactly(min(length, self.max_body), what="the body")
         body = b""
         while len(body) < self.max_body:
             piece = await conn.receive_some(self.max_body - len(body), what="the body")

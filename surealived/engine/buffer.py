@@ -12,47 +12,58 @@ from __future__ import annotations
 from ..tester_api import ProbeError
 
 
-class ReceiveBuffer(bytearray):
-    """The bytes received and not yet taken (a ``bytearray``: its length, truth and ``feed``
-    are the C type's own, with no Python call on the check path)."""
+class ReceiveBuffer:
+    """The bytes received and not yet taken (compiled with the check path: a native class over
+    a ``bytearray``, its length and truth those of the bytes held)."""
 
-    __slots__ = ("_searched",)
+    __slots__ = ("data", "searched")
 
     def __init__(self) -> None:
-        super().__init__()
-        self._searched = 0  # bytes already scanned for a delimiter (no rescans on slow drips)
+        self.data = bytearray()
+        self.searched = 0  # bytes already scanned for a delimiter (no rescans on slow drips)
 
-    feed = bytearray.extend
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bool__(self) -> bool:
+        return len(self.data) > 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.data.extend(chunk)
 
     def _take(self, count: int, skip: int = 0) -> bytes:
-        piece = bytes(self[:count])
-        del self[:count + skip]
-        self._searched = 0
+        data = self.data
+        piece = bytes(data[:count])
+        del data[:count + skip]
+        self.searched = 0
         return piece
 
     def maybe_extract_exactly(self, count: int) -> bytes | None:
         """Exactly ``count`` bytes, or None."""
-        if len(self) < count:
+        if len(self.data) < count:
             return None
         return self._take(count)
 
     def maybe_extract_at_most(self, limit: int) -> bytes | None:
         """Whatever is buffered, up to ``limit`` bytes; None when empty."""
-        if not self:
+        if not self.data:
             return None
-        return self._take(min(limit, len(self)))
+        return self._take(min(limit, len(self.data)))
 
     def maybe_extract_until(self, delimiter: bytes, limit: int) -> bytes | None:
         """The bytes before ``delimiter`` (the delimiter is consumed, not returned), or None.
 
         Raises ``ProbeError`` when ``limit`` bytes arrived without the delimiter."""
-        start = max(0, self._searched - len(delimiter) + 1)
-        index = self.find(delimiter, start, limit + len(delimiter))
+        data = self.data
+        if not data:
+            return None
+        start = max(0, self.searched - len(delimiter) + 1)
+        index = data.find(delimiter, start, limit + len(delimiter))
         if index >= 0:
             return self._take(index, len(delimiter))
-        if len(self) >= limit + len(delimiter):
+        if len(data) >= limit + len(delimiter):
             raise ProbeError(f"no {delimiter!r} within {limit} bytes")
-        self._searched = len(self)
+        self.searched = len(data)
         return None
 
     def maybe_extract_line(self, limit: int) -> bytes | None:
@@ -64,4 +75,4 @@ class ReceiveBuffer(bytearray):
 
     def extract_rest(self) -> bytes:
         """Everything buffered (at end of stream)."""
-        return self._take(len(self))
+        return self._take(len(self.data))

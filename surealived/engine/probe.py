@@ -75,6 +75,9 @@ class Connection:
 
     def receive_until(self, delimiter: bytes, limit: int = 65536, *,
                       what: str = "") -> Awaitable[bytes]:
+        piece = self.stream.buffer.maybe_extract_until(delimiter, limit)
+        if piece is not None:
+            return Ready(piece)
         return Receive(self.stream, UNTIL, limit, what or repr(delimiter), delimiter=delimiter)
 
     def receive_some(self, limit: int = 65536, *, what: str = "") -> Awaitable[bytes]:

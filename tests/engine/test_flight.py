@@ -365,7 +365,7 @@ async def test_a_bug_of_the_runner_is_not_blamed_on_the_tester(
 class Fussy(HttpTester):
     """A tester bug in the judging of the status line."""
 
-    def judge_status_line(self, head: bytes) -> Result:
+    def judge_status(self, status: int) -> Result:
         raise ValueError("fussy")
 
 
