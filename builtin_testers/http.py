@@ -18,7 +18,6 @@ from mypy_extensions import mypyc_attr
 from surealived.tester_api import Attr, Connection, Probe, ProbeError, Result, Tester
 
 _NO_BODY = (204, 304)
-_C, _T = ord("c"), ord("t")
 MAX_HEADERS = 200
 HEAD_LIMIT = 65536  # bytes of header lines
 
@@ -35,25 +34,26 @@ def format_statuses(ranges: tuple[tuple[int, int], ...]) -> str:
 
 
 def parse_framing(block: bytes, end: bytes) -> tuple[bool, int | None]:
-    """How the body of a response head's header lines is framed: chunked or not, and its
-    ``Content-Length`` (None when absent or not a number). The last field of a name counts;
-    a line that starts with a blank continues the one before, and names no field."""
-    lines = block.lower().split(end)
-    if len(lines) > MAX_HEADERS:
+    """How the body after a response head's header lines is framed: chunked or not, and its
+    ``Content-Length`` (None when absent or not a number). Names are matched in any case, with
+    no blank before the colon (RFC 9112 forbids one); the last field of a name counts."""
+    head = end + block.lower()
+    if head.count(end) > MAX_HEADERS:
         raise ProbeError(f"more than {MAX_HEADERS} header lines")
-    chunked = False
-    length: int | None = None
-    for line in lines:
-        if not line or line[0] not in (_C, _T):  # neither content-length nor transfer-encoding
-            continue
-        name, _, value = line.partition(b":")
-        name = name.rstrip()
-        if name == b"content-length":
-            value = value.strip()
-            length = int(value) if value.isdigit() else None
-        elif name == b"transfer-encoding":
-            chunked = value.strip() == b"chunked"
-    return chunked, length
+    encoding = _field(head, end, end + b"transfer-encoding:")
+    length = _field(head, end, end + b"content-length:")
+    return (encoding == b"chunked",
+            int(length) if length is not None and length.isdigit() else None)
+
+
+def _field(head: bytes, end: bytes, start: bytes) -> bytes | None:
+    """The value of the last field that begins with ``start`` (its line end and name)."""
+    at = head.rfind(start)
+    if at < 0:
+        return None
+    at += len(start)
+    stop = head.find(end, at)
+    return head[at:stop if stop >= 0 else len(head)].strip()
 
 
 async def read_framing(conn: Connection, end: bytes) -> tuple[bool, int | None]:

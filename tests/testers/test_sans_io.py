@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from builtin_testers.dns import DnsTester
-from builtin_testers.http import HttpTester
+from builtin_testers.http import HttpTester, parse_framing
 from builtin_testers.tcp import TcpTester
 from surealived import tester_api as api
 from surealived.engine.buffer import ReceiveBuffer
@@ -158,6 +158,22 @@ def test_the_body_is_cut_at_max_body() -> None:
 def test_too_many_header_lines_are_down() -> None:
     reply = b"HTTP/1.0 200 OK\r\n" + b"X-A: b\r\n" * 300 + b"\r\n"
     assert converse(http(naive="false"), Canned(reply)).reason == "more than 200 header lines"
+
+
+@pytest.mark.parametrize("block, end, framing", [
+    (b"Server: x\r\nContent-Length: 12", b"\r\n", (False, 12)),
+    (b"content-LENGTH:  7 \r\nX: y", b"\r\n", (False, 7)),  # any case, blanks around
+    (b"Content-Length: 3\r\nContent-Length: 5", b"\r\n", (False, 5)),  # the last counts
+    (b"Content-Length: -1", b"\r\n", (False, None)),  # not a number: read to the end
+    (b"Content-Length : 3", b"\r\n", (False, None)),  # a blank before the colon names nothing
+    (b"X-Content-Length: 3", b"\r\n", (False, None)),  # a name that only ends the same
+    (b"X: a\r\n Content-Length: 3", b"\r\n", (False, None)),  # a continuation line
+    (b"Transfer-Encoding: Chunked\r\nContent-Length: 9", b"\r\n", (True, 9)),
+    (b"Transfer-Encoding: gzip, chunked", b"\r\n", (False, None)),
+    (b"Content-Length: 3\nTransfer-Encoding: chunked", b"\n", (True, 3)),  # bare LF
+])
+def test_the_framing_of_a_body(block: bytes, end: bytes, framing: tuple[bool, int | None]) -> None:
+    assert parse_framing(block, end) == framing
 
 
 def test_head_and_204_have_no_body() -> None:
