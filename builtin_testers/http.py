@@ -42,8 +42,16 @@ def parse_framing(block: bytes, end: bytes) -> tuple[bool, int | None]:
         raise ProbeError(f"more than {MAX_HEADERS} header lines")
     encoding = _field(head, end, end + b"transfer-encoding:")
     length = _field(head, end, end + b"content-length:")
-    return (encoding == b"chunked",
-            int(length) if length is not None and length.isdigit() else None)
+    return encoding == b"chunked", _count(length)
+
+
+def _count(digits: bytes | None) -> int | None:
+    """A Content-Length's number (None: not one); one of more than 18 digits is taken as 10**18,
+    more than any body read (``int()`` refuses a string of thousands of digits)."""
+    if digits is None or not digits.isdigit():
+        return None
+    digits = digits.lstrip(b"0") or b"0"
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 def _field(head: bytes, end: bytes, start: bytes) -> bytes | None:

@@ -165,6 +165,8 @@ def test_too_many_header_lines_are_down() -> None:
     (b"content-LENGTH:  7 \r\nX: y", b"\r\n", (False, 7)),  # any case, blanks around
     (b"Content-Length: 3\r\nContent-Length: 5", b"\r\n", (False, 5)),  # the last counts
     (b"Content-Length: -1", b"\r\n", (False, None)),  # not a number: read to the end
+    (b"Content-Length: " + b"0" * 5000 + b"7", b"\r\n", (False, 7)),
+    (b"Content-Length: " + b"9" * 5000, b"\r\n", (False, 10**18)),  # more than any body
     (b"Content-Length : 3", b"\r\n", (False, None)),  # a blank before the colon names nothing
     (b"X-Content-Length: 3", b"\r\n", (False, None)),  # a name that only ends the same
     (b"X: a\r\n Content-Length: 3", b"\r\n", (False, None)),  # a continuation line
